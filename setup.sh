@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up streampose in ./.venv and runs it once on a real image.
+#   ./setup.sh              create/refresh .venv, install, run the default job
+#   ./setup.sh --no-run     only create/refresh the environment
+# On a machine without an NVIDIA GPU it installs the CPU build of torch (torch==2.13.0) first,
+# so that pip never downloads gigabytes of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+VENV=${STREAMPOSE_VENV:-.venv}
+DATA=${STREAMPOSE_DATA:-../shared/data}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating $VENV with $($PYTHON --version)"
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "==> NVIDIA GPU found: installing streampose with CUDA torch and the tensorrt extra"
+    "${PIP[@]}" install -e '.[dev,cpu,tensorrt]'
+else
+    echo "==> no NVIDIA GPU: installing the CPU build of torch (torch==2.13.0)"
+    "${PIP[@]}" install 'torch==2.13.0'
+    "${PIP[@]}" install -e '.[dev,cpu]'
+fi
+# type stubs for the TensorRT code (mypy); --no-deps because they pin the GPU-only tensorrt wheel
+"${PIP[@]}" install --no-deps 'tensorrt-stubs>=10.13' 
+echo "==> installed: $("$VENV/bin/streampose" --version)"
+
+[ "${1:-}" = "--no-run" ] && exit 0
+image="$DATA/images/messi5.jpg"
+if [ ! -f "$image" ]; then
+    echo "setup.sh: sample image $image not found; set STREAMPOSE_DATA to the shared data folder" >&2
+    exit 1
+fi
+echo "==> streampose run $image"
+exec "$VENV/bin/streampose" run "$image"

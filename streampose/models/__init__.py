@@ -1,0 +1,40 @@
+"""The named models streampose knows, and where their shipped weights live.
+
+A name is a configuration (what `load_model(name, pretrained=False)` builds) plus, once trained,
+`<name>.pt` (the checkpoint) and `<name>.json` (its model card) in this folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from streampose.joints import LSP14, JointSet
+from streampose.model import HourglassConfig
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Preset:
+    config: HourglassConfig
+    joints: JointSet
+    summary: str
+
+    def weights(self, name: str) -> Path:
+        return HERE / f"{name}.pt"
+
+
+_K = len(LSP14)
+PRESETS: dict[str, Preset] = {
+    "hg2-lite": Preset(HourglassConfig(stacks=2, features=128, joints=_K, input_size=128), LSP14,
+                       "2-stack hourglass, 128 features, 128 px: real-time on CPU (the default)"),
+    "hg2": Preset(HourglassConfig(stacks=2, features=256, joints=_K, input_size=256), LSP14,
+                  "the paper's 2-stack, 256-feature hourglass at 256 px"),
+}
+DEFAULT = "hg2-lite"
+
+
+def shipped() -> list[str]:
+    """Names whose trained weights are installed."""
+    return [name for name, p in PRESETS.items() if p.weights(name).is_file()]

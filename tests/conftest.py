@@ -1,0 +1,39 @@
+"""Shared fixtures. Real data comes from STREAMPOSE_DATA (default ../shared/data); tests that need
+it skip with the reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("STREAMPOSE_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    d = data_dir()
+    if not d.is_dir():
+        pytest.skip(f"shared data not found at {d}: set STREAMPOSE_DATA to the data folder")
+    return d
+
+
+@pytest.fixture(scope="session")
+def messi(data: Path) -> Path:
+    p = data / "images" / "messi5.jpg"
+    if not p.is_file():
+        pytest.skip(f"{p} missing from the shared data")
+    return p
+
+
+@pytest.fixture(scope="session")
+def studio_clip(data: Path) -> Path:
+    p = data / "video" / "single_person_studio.mp4"
+    if not p.is_file():
+        pytest.skip(f"{p} missing from the shared data")
+    return p

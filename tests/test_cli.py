@@ -1,0 +1,94 @@
+"""The command line as a user runs it: a real subprocess of the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streampose.cli import PLANNED
+
+EXE = shutil.which("streampose", path=str(Path(sys.executable).parent)) or "streampose"
+
+
+def sp(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) >= 1
+    return lines[-1]
+
+
+def test_help_lists_every_subcommand() -> None:
+    r = sp("--help")
+    assert r.returncode == 0
+    for cmd in ["run", "info", *PLANNED]:
+        assert f"    {cmd} " in r.stdout
+
+
+def test_info_json() -> None:
+    r = sp("info", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["backends"]["torch"] is True
+    assert info["versions"]["torch"] and info["cpu"]["cores"] >= 1
+    assert set(info["models"]) >= {"hg2-lite", "hg2"}
+
+
+def test_run_on_image_prints_keypoints(messi: Path) -> None:
+    r = sp("run", str(messi), "--untrained", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["joints"] == "LSP14" and len(rows[0]["kp"]) == 14
+    assert "untrained" in r.stderr
+
+
+def test_run_on_video(studio_clip: Path) -> None:
+    r = sp("run", str(studio_clip), "--untrained", "--json", "--max-frames", "3")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["frame"] for row in rows] == [0, 1, 2]
+    assert rows[0]["pts"] < rows[1]["pts"] < rows[2]["pts"]
+
+
+def test_run_table_output(messi: Path) -> None:
+    r = sp("run", str(messi), "--untrained", "--box", "200,40,120,250")
+    assert r.returncode == 0, r.stderr
+    assert "head_top" in r.stdout and "l_ankle" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "make_source,expect",
+    [
+        (lambda d: d / "missing.mp4", "no such file"),
+        (lambda d: (d / "notes.txt").write_text("not a video") and d / "notes.txt", "cannot open as video"),
+        (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", "not a readable image"),
+        (lambda d: (d / "empty_dir").mkdir() or d / "empty_dir", "no images"),
+    ],
+)
+def test_bad_sources_are_one_line_errors(tmp_path: Path, make_source, expect: str) -> None:  # type: ignore[no-untyped-def]
+    src = make_source(tmp_path)
+    line = one_line_error(sp("run", str(src), "--untrained"))
+    assert expect in line and line.startswith("streampose run: error:")
+
+
+def test_bad_model_is_a_one_line_error(tmp_path: Path, messi: Path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"\x00" * 100)
+    assert "not a streampose checkpoint" in one_line_error(sp("run", str(messi), "--model", str(bad)))
+
+
+def test_bad_box_is_a_usage_error(messi: Path) -> None:
+    assert "x,y,w,h" in one_line_error(sp("run", str(messi), "--box", "1,2,3"), code=2)
+
+
+def test_planned_commands_say_so() -> None:
+    assert "not implemented yet" in one_line_error(sp("train"))
