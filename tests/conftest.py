@@ -37,3 +37,20 @@ def studio_clip(data: Path) -> Path:
     if not p.is_file():
         pytest.skip(f"{p} missing from the shared data")
     return p
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` or `tensorrt` skip, with the reason, where that hardware or library is absent."""
+    import torch
+
+    from streampose.backends import installed
+
+    reasons = {}
+    if not torch.cuda.is_available():
+        reasons["cuda"] = "needs a CUDA GPU; torch sees none here"
+    if not torch.cuda.is_available() or not installed()["tensorrt"]:
+        reasons["tensorrt"] = "needs a CUDA GPU and the TensorRT libraries (pip install -e '.[tensorrt]')"
+    for item in items:
+        for mark, why in reasons.items():
+            if mark in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=why))
