@@ -23,21 +23,21 @@ def data() -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
-def messi(data: Path) -> Path:
-    p = data / "images" / "messi5.jpg"
+def shared_file(data: Path, relative: str) -> Path:
+    p = data / relative
     if not p.is_file():
         pytest.skip(f"{p} missing from the shared data")
     return p
+
+
+@pytest.fixture(scope="session")
+def messi(data: Path) -> Path:
+    return shared_file(data, "images/messi5.jpg")
 
 
 @pytest.fixture(scope="session")
 def studio_clip(data: Path) -> Path:
-    p = data / "video" / "single_person_studio.mp4"
-    if not p.is_file():
-        pytest.skip(f"{p} missing from the shared data")
-    return p
-
+    return shared_file(data, "video/single_person_studio.mp4")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `cuda` or `tensorrt` skip, with the reason, where that hardware or library is absent."""
