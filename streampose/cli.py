@@ -14,8 +14,6 @@ from streampose import models
 
 PLANNED = {
     "listen": "print or record the poses a running `streampose run` publishes",
-    "train": "train a stacked hourglass on LSP / MPII / COCO / FLIC data",
-    "eval": "PCK / PCKh of a checkpoint or engine on a validation split",
     "export": "export a checkpoint to ONNX",
     "build": "build a TensorRT or OpenVINO engine from a checkpoint",
     "verify": "compare an engine's output with its PyTorch checkpoint",
@@ -109,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print as JSON")
     i.set_defaults(func=cmd_info)
 
+    # training lives in the `train` package; the command line is where the packages meet
+    from train.cli import add_parsers
+
+    add_parsers(sub)
     for name, text in PLANNED.items():
         sub.add_parser(name, help=f"{text} (not implemented yet)", description=text).set_defaults(func=planned(name))
     return p
@@ -122,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code: int = args.func(args)
-    except (UserError, CheckpointError, SourceError, BackendUnavailable, ValueError) as e:
+    except (UserError, CheckpointError, SourceError, BackendUnavailable, ValueError, FileNotFoundError) as e:
         print(f"streampose {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

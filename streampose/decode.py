@@ -9,6 +9,8 @@ Everything is vectorised over batch and joints; nothing is ever cast to int afte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -120,6 +122,13 @@ def decode(heatmaps: Heatmaps, crop_transforms: npt.ArrayLike, stride: int = 4, 
     frame_xy = transform_points(heat_to_image, xy)
     conf = np.clip(peak, 0.0, 1.0)
     return np.concatenate([frame_xy, conf[..., None]], axis=-1).astype(np.float32)
+
+
+def unflip_heatmaps(heatmaps: npt.NDArray[np.float32], flip: Sequence[int]) -> npt.NDArray[np.float32]:
+    """Heatmaps (N, K, h, w) of horizontally mirrored crops, mapped back to the unmirrored crops:
+    mirror the maps and swap left/right channels (`flip` is the joint set's permutation). Exact:
+    heatmap pixel j of a mirrored S-pixel crop is pixel S/stride - 1 - j of the original."""
+    return np.ascontiguousarray(heatmaps[:, list(flip), :, ::-1])
 
 
 def pose_score(keypoints: npt.ArrayLike) -> F32:

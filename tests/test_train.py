@@ -1,0 +1,161 @@
+"""Training end to end on real LSPET images, tiny: train, interrupt-free resume, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streampose import checkpoint as ck
+from streampose.preprocess import Normalization
+from train.data import Augment, CropCache, PoseSamples, gaussian_targets
+from train.datasets import Dataset, load_lsp
+from train.evaluate import lsp_pck, pck
+from train.loop import TrainConfig, Trainer, learning_rate, masked_mse
+
+
+@pytest.fixture(scope="module")
+def lspet(data: Path) -> Path:
+    root = data / "lspet"
+    if not (root / "joints.mat").is_file():
+        pytest.skip(f"{root}/joints.mat missing from the shared data")
+    return root
+
+
+def tiny(lspet: Path, tmp: Path, **kw: object) -> Trainer:
+    train = load_lsp(lspet, 1, 24)
+    val = load_lsp(lspet, 8501, 8508)
+    cfg = TrainConfig(out=str(tmp / "run"), cache_dir=str(tmp / "cache"), batch=8, checkpoint_every=2, **kw)  # type: ignore[arg-type]
+    return Trainer(cfg, train, val)
+
+
+def test_resume_is_exact(lspet: Path, tmp_path: Path) -> None:
+    straight = tiny(lspet, tmp_path / "a", epochs=2, max_steps=5)
+    straight.run()
+    split = tiny(lspet, tmp_path / "b", epochs=2, max_steps=3)
+    split.run()
+    cfg = TrainConfig(out=str(tmp_path / "b" / "run"), cache_dir=str(tmp_path / "b" / "cache"), batch=8,
+                      checkpoint_every=2, epochs=2, max_steps=5)
+    resumed = Trainer(cfg, split.train_set, split.val_set, resume=True)
+    assert resumed.step == 3
+    resumed.run()
+    assert resumed.step == straight.step == 5
+    a, b = straight.net.state_dict(), resumed.net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    log = json.loads((tmp_path / "b" / "run" / "log.json").read_text())
+    assert any(e["kind"] == "val" for e in log)
+    assert (tmp_path / "b" / "run" / "curve.png").stat().st_size > 1000
+    c = ck.load(tmp_path / "b" / "run" / "last.pt")
+    assert c.metadata["steps"] == 5 and c.metadata["trained"] and "limbs" in c.metadata["metrics"]
+
+
+def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> None:
+    t = tiny(lspet, tmp_path, epochs=1)
+    x, target, weight = (torch.stack(v) for v in zip(*(t.samples[i] for i in range(8)), strict=True))
+    first = None
+    for _ in range(8):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = masked_mse(t.net(x.contiguous(memory_format=torch.channels_last)), target, weight)
+        t.opt.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        t.opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.5 * first
+
+
+def test_samples_put_targets_on_the_joints(lspet: Path, tmp_path: Path) -> None:
+    ds = load_lsp(lspet, 1, 10)
+    cache = CropCache(ds, 128, tmp_path)
+    samples = PoseSamples(cache, Normalization(), Augment.none())
+    x, target, weight = samples[0]
+    assert x.shape == (3, 128, 128) and target.shape == (14, 32, 32)
+    # without augmentation the crop is the cached crop's centre: peaks sit at the joints
+    j = cache.joints[0]
+    c = (cache.side - 1) / 2
+    in_crop = (j[:, :2] - c) + 63.5  # nominal scale: cache pixels = input pixels
+    heat = (in_crop - 1.5) / 4
+    for k in np.nonzero(weight.numpy())[0]:
+        if (heat[k] >= 0).all() and (heat[k] <= 31).all():
+            y, xx = np.unravel_index(int(target[k].argmax()), (32, 32))
+            assert abs(xx - heat[k, 0]) <= 0.5 and abs(y - heat[k, 1]) <= 0.5
+    assert CropCache(ds, 128, tmp_path).images.shape == cache.images.shape  # reused, not rebuilt
+
+
+def test_masked_joints_do_not_count() -> None:
+    target = torch.zeros(1, 2, 4, 4)
+    out = torch.ones(1, 2, 4, 4)
+    assert masked_mse([out], target, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.5)
+
+
+def test_gaussian_targets_peak_at_subpixel_centre() -> None:
+    hm = gaussian_targets(np.array([[5.3, 7.8]], np.float32), 16)
+    assert hm.max() <= 1.0 and hm[0, 8, 5] == hm.max()
+
+
+def test_learning_rate_drops() -> None:
+    cfg = TrainConfig(lr=1.0, lr_drops=[2, 4])
+    assert [learning_rate(cfg, e) for e in range(6)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_pck_hand_computed() -> None:
+    gt = np.array([[[0, 0, 1], [10, 0, 1], [0, 0, 0]], [[0, 0, 1], [0, 0, 1], [5, 5, 1]]], np.float32)
+    pred = np.array([[[1, 0], [10, 3], [99, 99]], [[0, 3], [0, 1], [5, 5]]], np.float32)
+    scored = gt[..., 2] > 0
+    rate, counts = pck(pred, gt, scored, ref=np.array([10.0, 10.0]), threshold=0.2)  # threshold 2 px
+    # joint 0: 1 px hit, 3 px miss -> 0.5; joint 1: 3 px miss, 1 px hit -> 0.5; joint 2: unlabelled once, hit once
+    np.testing.assert_allclose(rate, [0.5, 0.5, 1.0])
+    np.testing.assert_array_equal(counts, [2, 2, 1])
+
+
+def test_lsp_protocol_skips_images_without_torso() -> None:
+    j = np.zeros((14, 3), np.float32)
+    j[:, :2] = np.arange(28).reshape(14, 2)
+    j[:, 2] = 1
+    no_torso = j.copy()
+    no_torso[2, 2] = 0  # r_hip unlabelled
+    from streampose.joints import LSP14
+    from train.datasets import Annotation
+
+    ds = Dataset("t", LSP14, [Annotation(Path("a"), j, (0, 0), 1.0), Annotation(Path("b"), no_torso, (0, 0), 1.0)])
+    pred = np.stack([j, j])
+    pred[0, 0, 0] += 100  # one miss
+    rep = lsp_pck(pred, ds)
+    assert rep.images == 1 and rep.skipped == 1
+    assert rep.per_joint["r_ankle"] == 0.0 and rep.per_joint["l_ankle"] == 1.0
+    assert rep.limbs == pytest.approx(11 / 12)
+
+
+def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
+    """The commands a user runs: train a few steps, resume, evaluate, ship with a model card."""
+    import subprocess
+    import sys
+
+    from train.ship import ship
+
+    exe = str(Path(sys.executable).parent / "streampose")
+    run = tmp_path / "run"
+    common = ["--data", f"lsp:{lspet}", "--val", f"lsp:{lspet}@8501-8506", "--limit", "16", "--batch", "8",
+              "--out", str(run), "--cache-dir", str(tmp_path / "cache")]
+    r = subprocess.run([exe, "train", *common, "--max-steps", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([exe, "train", *common, "--max-steps", "2", "--resume"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and "trained 2 steps" in r.stdout
+    out = tmp_path / "eval.json"
+    r = subprocess.run([exe, "eval", str(run / "last.pt"), "--data", f"lsp:{lspet}@8501-8506", "--flip",
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "l_wrist" in r.stdout and "limbs (12)" in r.stdout
+    assert json.loads(out.read_text())["flip"] is True
+    card = ship(run, "hg2-lite", ["streampose train ..."], dest=tmp_path)
+    assert card["training"]["steps"] == 2 and set(card["validation"]) == {"plain", "flip"}
+    shipped = ck.load(tmp_path / "hg2-lite.pt", joints="LSP14")
+    assert all(v.dtype == torch.float16 for v in shipped.state_dict.values() if v.is_floating_point())
+    assert not shipped.extra  # no optimizer state in shipped weights
+    bad = subprocess.run([exe, "train", "--data", "nope:x"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "FORMAT:PATH" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,125 @@
+"""Honest evaluation: PCK@0.2 (torso) for LSP, PCKh@0.5 (head) for MPII, optional flip test.
+
+LSP protocol: the person crop is the square centred on the box of the labelled joints inside the
+image, side 1.25 x the box's longer side (what the datasets module computes); only joints labelled
+visible are scored; images whose torso pair (left shoulder, right hip) is unlabelled are skipped.
+Torso size = |left shoulder - right hip|. PCKh: head size = 0.6 x head-box diagonal, as in the
+MPII tools (the hourglass annotation files store it as `normalize`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from streampose.backends import Backend
+from streampose.decode import decode, unflip_heatmaps
+from streampose.geometry import crop_transform
+from streampose.joints import LIMBS12, JointSet
+from streampose.preprocess import preprocess
+from streampose.sources import read_image
+from train.datasets import Annotation, Dataset
+
+F32 = npt.NDArray[np.float32]
+
+
+def batches(items: list[Annotation], size: int) -> Iterator[list[Annotation]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def predict(backend: Backend, dataset: Dataset, flip: bool = False, batch: int = 32, progress: bool = True) -> F32:
+    """Keypoints (N, K, 3) in image pixels for every annotation's person crop."""
+    info = backend.info
+    batch = min(batch, info.max_batch)
+    out = []
+    for chunk in tqdm(list(batches(dataset.items, batch)), desc="evaluating", unit="batch",
+                      disable=None if progress else True, leave=False):
+        frames = [read_image(a.image) for a in chunk]
+        m = crop_transform(np.array([a.center for a in chunk]), np.array([a.scale for a in chunk]), info.input_size)
+        x = preprocess(frames, m, info.input_size, info.normalization)
+        heat = backend.infer(x)
+        if flip:
+            mirrored = backend.infer(np.ascontiguousarray(x[..., ::-1]))
+            heat = 0.5 * (heat + unflip_heatmaps(mirrored, info.joints.flip))
+        out.append(decode(heat, m, stride=info.stride))
+    return np.concatenate(out) if out else np.zeros((0, len(info.joints), 3), np.float32)
+
+
+def pck(pred: npt.ArrayLike, gt: npt.ArrayLike, scored: npt.ArrayLike, ref: npt.ArrayLike, threshold: float
+        ) -> tuple[F32, npt.NDArray[np.int64]]:
+    """Per-joint share of scored joints within `threshold * ref` of the truth, and the counts.
+
+    pred, gt: (N, K, >=2); scored: (N, K) bool; ref: (N,) reference lengths (torso, head size).
+    """
+    p, t = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    s = np.asarray(scored, bool)
+    dist = np.linalg.norm(p[..., :2] - t[..., :2], axis=-1)
+    hit = (dist <= threshold * np.asarray(ref, np.float64)[:, None]) & s
+    counts = s.sum(axis=0)
+    rate = np.where(counts > 0, hit.sum(axis=0) / np.maximum(counts, 1), np.nan)
+    return rate.astype(np.float32), counts.astype(np.int64)
+
+
+@dataclass
+class Report:
+    metric: str
+    joints: JointSet
+    per_joint: dict[str, float]
+    counts: dict[str, int]
+    limbs: float
+    all: float
+    images: int
+    skipped: int
+    flip: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "joints": self.joints.name, "per_joint": self.per_joint,
+                "counts": self.counts, "limbs": self.limbs, "all": self.all, "images": self.images,
+                "skipped": self.skipped, "flip": self.flip, **self.extra}
+
+    def table(self) -> str:
+        flip = "on" if self.flip else "off"
+        lines = [f"{self.metric}  ({self.images} images, {self.skipped} skipped, flip test {flip})",
+                 f"  {'joint':<12}{'score':>8}{'n':>7}"]
+        for name in self.joints.names:
+            lines.append(f"  {name:<12}{100 * self.per_joint[name]:8.1f}{self.counts[name]:7d}")
+        lines.append(f"  {'limbs (12)':<12}{100 * self.limbs:8.1f}")
+        lines.append(f"  {'all':<12}{100 * self.all:8.1f}")
+        return "\n".join(lines)
+
+
+def _report(metric: str, joints: JointSet, rate: F32, counts: npt.NDArray[np.int64], images: int, skipped: int,
+            flip: bool) -> Report:
+    per = {n: float(rate[i]) for i, n in enumerate(joints.names)}
+    cnt = {n: int(counts[i]) for i, n in enumerate(joints.names)}
+    limb_idx = [joints.index(n) for n in LIMBS12]
+    # means weight joints equally (the usual table convention), over joints that were scored at all
+    limbs = float(np.nanmean(rate[limb_idx]))
+    return Report(metric, joints, per, cnt, limbs, float(np.nanmean(rate)), images, skipped, flip)
+
+
+def lsp_pck(pred: npt.ArrayLike, dataset: Dataset, threshold: float = 0.2, flip: bool = False) -> Report:
+    """PCK@threshold with the torso diameter |l_shoulder - r_hip|, LSP protocol."""
+    js = dataset.joints
+    gt = np.stack([a.joints for a in dataset.items])
+    ls, rh = js.index("l_shoulder"), js.index("r_hip")
+    keep = (gt[:, ls, 2] > 0) & (gt[:, rh, 2] > 0)
+    torso = np.linalg.norm(gt[:, ls, :2] - gt[:, rh, :2], axis=-1)
+    p = np.asarray(pred)[keep]
+    rate, counts = pck(p, gt[keep], gt[keep, :, 2] > 0, torso[keep], threshold)
+    return _report(f"PCK@{threshold:g} (torso)", js, rate, counts, int(keep.sum()), int((~keep).sum()), flip)
+
+
+def pckh(pred: npt.ArrayLike, dataset: Dataset, head_sizes: npt.ArrayLike, threshold: float = 0.5,
+         flip: bool = False) -> Report:
+    """PCKh@threshold: head size = 0.6 x head-box diagonal, given per annotation."""
+    gt = np.stack([a.joints for a in dataset.items])
+    rate, counts = pck(pred, gt, gt[..., 2] > 0, head_sizes, threshold)
+    return _report(f"PCKh@{threshold:g}", dataset.joints, rate, counts, len(gt), 0, flip)

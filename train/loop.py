@@ -1,0 +1,281 @@
+"""The training loop: intermediate supervision, RMSprop, checkpoints, exact resume, validation.
+
+Everything random is derived from (seed, epoch, index): the sample order of an epoch and each
+sample's augmentation. With the optimizer state and the step counter in the checkpoint, a resumed
+run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import streampose
+from streampose import checkpoint as ck
+from streampose import models
+from streampose.backends.torch_backend import TorchBackend
+from streampose.model import StackedHourglass
+from streampose.preprocess import Normalization
+from train.data import Augment, CropCache, PoseSamples
+from train.datasets import Dataset
+from train.evaluate import Report, lsp_pck, predict
+
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    model: str = models.DEFAULT
+    out: str = "runs/hg2-lite"
+    epochs: int = 30
+    batch: int = 16
+    lr: float = 2.5e-4
+    optimizer: str = "rmsprop"
+    lr_drops: list[int] = field(default_factory=list)
+    """Epochs (0-based) from which the learning rate is multiplied by 0.1 once more."""
+    checkpoint_every: int = 500
+    max_steps: int = 0
+    """Stop after this many steps in total (0: run all epochs)."""
+    seed: int = 0
+    bf16: bool = True
+    channels_last: bool = True
+    flip_val: bool = False
+    cache_dir: str = "runs/cache"
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.model not in models.PRESETS:
+            raise ValueError(f"unknown model config {self.model!r}; choose from {', '.join(models.PRESETS)}")
+
+
+def make_optimizer(name: str, params: Iterator[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)  # the paper's choice
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    return cfg.lr * 0.1 ** sum(epoch >= d for d in cfg.lr_drops)
+
+
+def masked_mse(outputs: list[torch.Tensor], target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """MSE summed over stacks (intermediate supervision); unlabelled joints weigh nothing."""
+    w = weight[:, :, None, None]
+    return sum((((o.float() - target) ** 2) * w).mean() for o in outputs)  # type: ignore[return-value]
+
+
+class _Stop(Exception):
+    """SIGTERM, turned into an orderly stop like Ctrl-C."""
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, resume: bool = False) -> None:
+        self.cfg, self.train_set, self.val_set = cfg, train_set, val_set
+        preset = models.PRESETS[cfg.model]
+        if train_set.joints.name != preset.joints.name:
+            raise ValueError(f"{cfg.model} predicts {preset.joints.name} but the data has {train_set.joints.name}")
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.norm = Normalization()
+        torch.manual_seed(cfg.seed)
+        self.net = StackedHourglass(preset.config)
+        self.opt = make_optimizer(cfg.optimizer, self.net.parameters(), cfg.lr)
+        self.step = 0
+        self.log: list[dict[str, Any]] = []
+        self.seconds = 0.0
+        if resume:
+            self._resume()
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        cache = CropCache(train_set, preset.config.input_size, cfg.cache_dir)
+        self.samples = PoseSamples(cache, self.norm, Augment(), seed=cfg.seed, stride=preset.config.stride)
+        self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def _resume(self) -> None:
+        if not self.last_path.is_file():
+            raise FileNotFoundError(f"{self.last_path}: nothing to resume; start without --resume")
+        c = ck.load(self.last_path)
+        if c.config != self.net.cfg:
+            raise ValueError(f"{self.last_path} holds a {c.config} model, not {self.cfg.model}")
+        self.net.load_state_dict(c.state_dict)
+        self.opt.load_state_dict(c.extra["optimizer"])
+        self.step = int(c.extra["step"])
+        self.log = list(c.extra["log"])
+        self.seconds = float(c.extra["seconds"])
+        print(f"resuming {self.last_path} at step {self.step}", file=sys.stderr)
+
+    def checkpoint(self, path: Path, metrics: dict[str, Any] | None = None, half: bool = False,
+                   training_state: bool = True) -> Path:
+        net = self.net
+        state = {k: v.contiguous() for k, v in net.state_dict().items()}
+        extra: dict[str, Any] = {}
+        if training_state:
+            extra = {"optimizer": self.opt.state_dict(), "step": self.step, "log": self.log, "seconds": self.seconds}
+        meta = {
+            "name": self.cfg.model,
+            "trained": True,
+            "data": self.train_set.name,
+            "validation": self.val_set.name if self.val_set else None,
+            "steps": self.step,
+            "epochs": self.step / self.steps_per_epoch,
+            "training_seconds": round(self.seconds, 1),
+            "train_config": asdict(self.cfg),
+            "augmentation": asdict(Augment()),
+            "metrics": metrics or self.last_metrics(),
+            "versions": {"streampose": streampose.__version__, "torch": torch.__version__,
+                         "python": platform.python_version()},
+        }
+        c = ck.Checkpoint(net.cfg, self.train_set.joints, self.norm, meta, state, extra)
+        return ck.save(c, path, half=half)
+
+    def last_metrics(self) -> dict[str, Any]:
+        vals = [e for e in self.log if e.get("kind") == "val"]
+        return vals[-1]["report"] if vals else {}
+
+    def validate(self) -> Report | None:
+        if self.val_set is None:
+            return None
+        self.net.eval()
+        c = ck.Checkpoint(self.net.cfg, self.train_set.joints, self.norm, state_dict=self.net.state_dict())
+        rep = lsp_pck(predict(TorchBackend(c), self.val_set, flip=self.cfg.flip_val, progress=False),
+                      self.val_set, flip=self.cfg.flip_val)
+        self.net.train()
+        return rep
+
+    def run(self) -> Path:
+        """Train to the end (or max_steps); returns the final checkpoint's path."""
+        cfg = self.cfg
+        total = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        old = signal.signal(signal.SIGTERM, self._on_term)
+        bar = tqdm(total=total, initial=self.step, desc=f"train {cfg.model}", unit="step", disable=None)
+        try:
+            self.net.train()
+            while self.step < total:
+                epoch, pos = divmod(self.step, self.steps_per_epoch)
+                self._epoch(epoch, pos, total, bar)
+                if self.step % self.steps_per_epoch == 0:
+                    self._end_of_epoch(epoch)
+        except (KeyboardInterrupt, _Stop):
+            bar.close()
+            self.checkpoint(self.last_path)
+            self.write_log()
+            print(f"\ninterrupted at step {self.step}: saved {self.last_path}; continue with --resume",
+                  file=sys.stderr)
+            raise KeyboardInterrupt from None
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            bar.close()
+        if self.step % self.steps_per_epoch:  # stopped mid-epoch by max_steps: validate anyway
+            self._end_of_epoch(self.step // self.steps_per_epoch)
+        final = self.checkpoint(self.last_path)
+        self.write_log()
+        return final
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    def _epoch(self, epoch: int, pos: int, total: int, bar: tqdm) -> None:
+        cfg = self.cfg
+        self.samples.epoch = epoch
+        order = np.random.default_rng((cfg.seed, epoch)).permutation(len(self.samples))
+        lr = learning_rate(cfg, epoch)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        window: list[float] = []
+        t_window = time.perf_counter()
+        for b in range(pos, self.steps_per_epoch):
+            if self.step >= total:
+                return
+            t0 = time.perf_counter()
+            idx = order[b * cfg.batch : (b + 1) * cfg.batch]
+            x, target, weight = (torch.stack(t) for t in zip(*(self.samples[int(i)] for i in idx), strict=True))
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                outputs = self.net(x)
+            loss = masked_mse(outputs, target, weight)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            self.opt.step()
+            self.step += 1
+            self.seconds += time.perf_counter() - t0
+            window.append(loss.item())
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                speed = len(window) * cfg.batch / (time.perf_counter() - t_window)
+                entry = {"kind": "train", "step": self.step, "epoch": epoch, "loss": float(np.mean(window)),
+                         "lr": lr, "img_s": round(speed, 1)}
+                self.log.append(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.2e}", img_s=f"{speed:.0f}", epoch=epoch)
+                if bar.disable and self.step % (4 * cfg.log_every) == 0:  # no terminal: a plain line instead
+                    print(f"step {self.step}/{total} epoch {epoch} loss {entry['loss']:.3e} {speed:.0f} img/s",
+                          file=sys.stderr)
+                window, t_window = [], time.perf_counter()
+            if self.step % cfg.checkpoint_every == 0:
+                self.checkpoint(self.last_path)
+
+    def _end_of_epoch(self, epoch: int) -> None:
+        rep = self.validate()
+        if rep is not None:
+            self.log.append({"kind": "val", "step": self.step, "epoch": epoch, "limbs": rep.limbs, "all": rep.all,
+                             "report": rep.to_dict()})
+            print(f"\nepoch {epoch}: {rep.metric} limbs {100 * rep.limbs:.1f}  all {100 * rep.all:.1f}",
+                  file=sys.stderr)
+        self.checkpoint(self.last_path)
+        self.write_log()
+
+    def write_log(self) -> None:
+        (self.out / "log.json").write_text(json.dumps(self.log, indent=1))
+        plot_curve(self.log, self.out / "curve.png", self.cfg.model)
+
+
+def plot_curve(log: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Training loss and validation PCK against steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = [e for e in log if e["kind"] == "train"]
+    va = [e for e in log if e["kind"] == "val"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if tr:
+        ax.plot([e["step"] for e in tr], [e["loss"] for e in tr], color="tab:blue", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (MSE, all stacks)", color="tab:blue")
+    ax.set_yscale("log")
+    if va:
+        ax2 = ax.twinx()
+        ax2.plot([e["step"] for e in va], [100 * e["limbs"] for e in va], "o-", color="tab:red", label="limbs")
+        ax2.plot([e["step"] for e in va], [100 * e["all"] for e in va], "s--", color="tab:orange", label="all")
+        ax2.set_ylabel("validation PCK@0.2 (%)", color="tab:red")
+        ax2.legend(loc="lower right")
+    ax.set_title(f"{title} training")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

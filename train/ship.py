@@ -1,0 +1,75 @@
+"""Turn a finished training run into a shipped model: fp16 weights plus a model card.
+
+    python -m train.ship runs/hg2-lite --name hg2-lite --command "streampose train ..."
+
+Writes streampose/models/NAME.pt (no optimizer state, fp16) and NAME.json: the config, joint set,
+data, steps, training time, validation metrics (with and without flip test, measured here on the
+shipped fp16 weights) and the commands that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from streampose import checkpoint as ck
+from streampose import models
+from streampose.backends import create
+from streampose.model import conv_macs, count_parameters
+from train.datasets import open_dataset
+from train.evaluate import lsp_pck, predict
+
+
+def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None, dest: Path = models.HERE
+         ) -> dict[str, Any]:
+    src = ck.load(run / "last.pt")
+    weights = ck.save(ck.Checkpoint(src.config, src.joints, src.normalization, src.metadata, src.state_dict),
+                      dest / f"{name}.pt", half=True)
+    shipped = ck.load(weights)
+    val = open_dataset(val_spec or src.metadata["validation"])
+    metrics = {}
+    with create("torch", shipped) as backend:
+        for flip in (False, True):
+            rep = lsp_pck(predict(backend, val, flip=flip), val, flip=flip)
+            metrics["flip" if flip else "plain"] = rep.to_dict()
+    card = {
+        "name": name,
+        "summary": models.PRESETS[name].summary if name in models.PRESETS else "",
+        "config": src.config.to_dict(),
+        "joints": src.joints.name,
+        "normalization": src.normalization.to_dict(),
+        "parameters": count_parameters(shipped.build()),
+        "gmac": round(conv_macs(src.config) / 1e9, 3),
+        "weights": {"file": weights.name, "dtype": "float16", "bytes": weights.stat().st_size},
+        "data": {"train": src.metadata["data"], "validation": src.metadata["validation"],
+                 "licence": "LSP-extended (Johnson & Everingham 2011), Flickr images: research use only"},
+        "training": {"steps": src.metadata["steps"], "epochs": src.metadata["epochs"],
+                     "seconds": src.metadata["training_seconds"], "config": src.metadata["train_config"],
+                     "augmentation": src.metadata["augmentation"],
+                     "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"},
+        "validation": metrics,
+        "commands": commands,
+    }
+    (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="training run folder holding last.pt")
+    ap.add_argument("--name", required=True, help="model name, e.g. hg2-lite")
+    ap.add_argument("--val", default=None, help="validation set spec (default: the one the run validated on)")
+    ap.add_argument("--command", action="append", default=[], help="a command that produced the run (repeatable)")
+    args = ap.parse_args()
+    card = ship(args.run, args.name, args.command, args.val)
+    for kind, rep in card["validation"].items():
+        print(f"{kind:>5}: {rep['metric']} limbs {100 * rep['limbs']:.1f}  all {100 * rep['all']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
