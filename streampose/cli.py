@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code: int = args.func(args)
-    except (UserError, CheckpointError, SourceError, BackendUnavailable, ValueError, FileNotFoundError) as e:
+    except (UserError, CheckpointError, SourceError, BackendUnavailable, ValueError, OSError) as e:
         print(f"streampose {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

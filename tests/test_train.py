@@ -159,3 +159,10 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     assert not shipped.extra  # no optimizer state in shipped weights
     bad = subprocess.run([exe, "train", "--data", "nope:x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "FORMAT:PATH" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_finished_run_is_never_overwritten(lspet: Path, tmp_path: Path) -> None:
+    t = tiny(lspet, tmp_path, epochs=1, max_steps=1)
+    t.run()
+    with pytest.raises(FileExistsError, match="--resume"):
+        tiny(lspet, tmp_path, epochs=1, max_steps=1)

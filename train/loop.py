@@ -102,6 +102,8 @@ class Trainer:
         self.seconds = 0.0
         if resume:
             self._resume()
+        elif self.last_path.exists():
+            raise FileExistsError(f"{self.last_path} exists: continue it with --resume, or choose another --out")
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         cache = CropCache(train_set, preset.config.input_size, cfg.cache_dir)
