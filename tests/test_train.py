@@ -166,3 +166,26 @@ def test_a_finished_run_is_never_overwritten(lspet: Path, tmp_path: Path) -> Non
     t.run()
     with pytest.raises(FileExistsError, match="--resume"):
         tiny(lspet, tmp_path, epochs=1, max_steps=1)
+
+
+def test_eval_scores_mpii_with_pckh(data: Path, tmp_path: Path) -> None:
+    """valid.h5's first rows are the MPII images shipped in the shared data: PCKh runs on them."""
+    import subprocess
+    import sys
+
+    from streampose.joints import MPII16
+    from streampose.model import HourglassConfig
+
+    h5 = data / "mpii" / "valid.h5"
+    if not h5.is_file():
+        pytest.skip(f"{h5} missing from the shared data")
+    model = ck.save(ck.Checkpoint(HourglassConfig(stacks=1, features=32, joints=16, input_size=64), MPII16),
+                    tmp_path / "mpii.pt")
+    exe = str(Path(sys.executable).parent / "streampose")
+    r = subprocess.run([exe, "eval", str(model), "--data", f"mpii:{h5}", "--limit", "5"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "PCKh@0.5" in r.stdout and "upper_neck" in r.stdout
+    r = subprocess.run([exe, "eval", str(model), "--data", f"lsp:{data / 'lspet'}@8501-8502"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1 and "predicts MPII16 joints but LSP14 was requested" in r.stderr

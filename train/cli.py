@@ -37,10 +37,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set",
-                       description="Per-joint PCK@0.2 (LSP, torso) of a model name or checkpoint.")
+                       description="Per-joint PCK@0.2 (torso, LSP protocol), or PCKh@0.5 where the annotations carry "
+                                   "head sizes (MPII), of a model name or checkpoint.")
     e.add_argument("model", help="model name or checkpoint path")
     e.add_argument("--data", required=True, help="FORMAT:PATH[@FIRST-LAST]; lsp:PATH alone means images 8501-9000")
     e.add_argument("--flip", action="store_true", help="average with the mirrored crop (flip test)")
+    e.add_argument("--limit", type=int, default=0, help="evaluate only the first N annotations")
     e.add_argument("--json", default=None, help="also write the report to this JSON file")
     e.set_defaults(func=cmd_eval)
 
@@ -76,16 +78,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import streampose
     from streampose.backends import create
-    from train.datasets import default_split, open_dataset
-    from train.evaluate import lsp_pck, predict
+    from train.datasets import Dataset, default_split, open_dataset
+    from train.evaluate import lsp_pck, pckh, predict
 
     spec = args.data
     if spec.startswith("lsp:") and "@" not in spec:
         spec = default_split(spec)[1] or spec
     data = open_dataset(spec)
+    if args.limit:
+        data = Dataset(f"{data.name}[:{args.limit}]", data.joints, data.items[: args.limit])
     model = streampose.load_model(args.model, joints=data.joints)
     with create("torch", model) as backend:
-        report = lsp_pck(predict(backend, data, flip=args.flip), data, flip=args.flip)
+        pred = predict(backend, data, flip=args.flip)
+    heads = [a.head_size for a in data.items]
+    if all(h is not None for h in heads):  # MPII-style annotations: PCKh, as the MPII tools score
+        report = pckh(pred, data, [float(h or 0) for h in heads], flip=args.flip)
+    else:
+        report = lsp_pck(pred, data, flip=args.flip)
     print(f"{args.model} on {data.name}")
     print(report.table())
     if args.json:
