@@ -33,7 +33,5 @@ if [ ! -f "$image" ]; then
     echo "setup.sh: sample image $image not found; set STREAMPOSE_DATA to the shared data folder" >&2
     exit 1
 fi
-# --untrained until the training work ships hg2-lite's weights: the pipeline runs end to end,
-# the keypoints are meaningless (streampose says so on stderr)
-echo "==> streampose run $image --untrained"
-exec "$VENV/bin/streampose" run "$image" --untrained
+echo "==> streampose run $image"
+exec "$VENV/bin/streampose" run "$image"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from streampose import checkpoint as ck
 from streampose import models
 from streampose.backends import create
+from streampose.info import cpu
 from streampose.model import conv_macs, count_parameters
 from train.datasets import open_dataset
 from train.evaluate import lsp_pck, predict
@@ -51,7 +51,7 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
         "training": {"steps": src.metadata["steps"], "epochs": src.metadata["epochs"],
                      "seconds": src.metadata["training_seconds"], "config": src.metadata["train_config"],
                      "augmentation": src.metadata["augmentation"],
-                     "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"},
+                     "machine": f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}"},
         "validation": metrics,
         "commands": commands,
     }
