@@ -127,13 +127,10 @@ class Trainer:
         self.seconds = float(c.extra["seconds"])
         print(f"resuming {self.last_path} at step {self.step}", file=sys.stderr)
 
-    def checkpoint(self, path: Path, metrics: dict[str, Any] | None = None, half: bool = False,
-                   training_state: bool = True) -> Path:
-        net = self.net
-        state = {k: v.contiguous() for k, v in net.state_dict().items()}
-        extra: dict[str, Any] = {}
-        if training_state:
-            extra = {"optimizer": self.opt.state_dict(), "step": self.step, "log": self.log, "seconds": self.seconds}
+    def checkpoint(self, path: Path) -> Path:
+        """The model, its metadata and the training state (optimizer, step, log) in one file."""
+        state = {k: v.contiguous() for k, v in self.net.state_dict().items()}
+        extra = {"optimizer": self.opt.state_dict(), "step": self.step, "log": self.log, "seconds": self.seconds}
         meta = {
             "name": self.cfg.model,
             "trained": True,
@@ -144,12 +141,12 @@ class Trainer:
             "training_seconds": round(self.seconds, 1),
             "train_config": asdict(self.cfg),
             "augmentation": asdict(Augment()),
-            "metrics": metrics or self.last_metrics(),
+            "metrics": self.last_metrics(),
             "versions": {"streampose": streampose.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},
         }
-        c = ck.Checkpoint(net.cfg, self.train_set.joints, self.norm, meta, state, extra)
-        return ck.save(c, path, half=half)
+        c = ck.Checkpoint(self.net.cfg, self.train_set.joints, self.norm, meta, state, extra)
+        return ck.save(c, path)
 
     def last_metrics(self) -> dict[str, Any]:
         vals = [e for e in self.log if e.get("kind") == "val"]
