@@ -55,13 +55,13 @@ def _lr_drops(text: str) -> list[int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from train.datasets import Dataset, default_split, open_dataset
+    from train.datasets import default_split, open_dataset
     from train.loop import TrainConfig, Trainer
 
     train_spec, val_spec = default_split(args.data)
     train_set = open_dataset(train_spec)
     if args.limit:
-        train_set = Dataset(f"{train_set.name}[:{args.limit}]", train_set.joints, train_set.items[: args.limit])
+        train_set = train_set.head(args.limit)
     val_spec = args.val or val_spec
     val_set = open_dataset(val_spec) if val_spec else None
     cfg = TrainConfig(
@@ -78,23 +78,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import streampose
     from streampose.backends import create
-    from train.datasets import Dataset, default_split, open_dataset
-    from train.evaluate import lsp_pck, pckh, predict
+    from train.datasets import default_split, open_dataset
+    from train.evaluate import score
 
     spec = args.data
     if spec.startswith("lsp:") and "@" not in spec:
         spec = default_split(spec)[1] or spec
     data = open_dataset(spec)
     if args.limit:
-        data = Dataset(f"{data.name}[:{args.limit}]", data.joints, data.items[: args.limit])
+        data = data.head(args.limit)
     model = streampose.load_model(args.model, joints=data.joints)
     with create("torch", model) as backend:
-        pred = predict(backend, data, flip=args.flip)
-    heads = [a.head_size for a in data.items]
-    if all(h is not None for h in heads):  # MPII-style annotations: PCKh, as the MPII tools score
-        report = pckh(pred, data, [float(h or 0) for h in heads], flip=args.flip)
-    else:
-        report = lsp_pck(pred, data, flip=args.flip)
+        report = score(backend, data, flip=args.flip)
     print(f"{args.model} on {data.name}")
     print(report.table())
     if args.json:

@@ -66,6 +66,10 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.items)
 
+    def head(self, n: int) -> Dataset:
+        """The first n annotations (quick runs); the name records the cut."""
+        return Dataset(f"{self.name}[:{n}]", self.joints, self.items[:n])
+
 
 class DatasetError(ValueError):
     """A dataset that cannot be read; the message names the file and the problem."""

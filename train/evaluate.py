@@ -117,6 +117,16 @@ def lsp_pck(pred: npt.ArrayLike, dataset: Dataset, threshold: float = 0.2, flip:
     return _report(f"PCK@{threshold:g} (torso)", js, rate, counts, int(keep.sum()), int((~keep).sum()), flip)
 
 
+def score(backend: Backend, dataset: Dataset, flip: bool = False, progress: bool = True) -> Report:
+    """Predict and score a dataset with its own metric: PCKh@0.5 where every annotation carries a
+    head size (MPII), else PCK@0.2 with the LSP protocol."""
+    pred = predict(backend, dataset, flip=flip, progress=progress)
+    heads = [a.head_size for a in dataset.items]
+    if heads and all(h is not None for h in heads):
+        return pckh(pred, dataset, [float(h or 0) for h in heads], flip=flip)
+    return lsp_pck(pred, dataset, flip=flip)
+
+
 def pckh(pred: npt.ArrayLike, dataset: Dataset, head_sizes: npt.ArrayLike, threshold: float = 0.5,
          flip: bool = False) -> Report:
     """PCKh@threshold: head size = 0.6 x head-box diagonal, given per annotation."""

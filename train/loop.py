@@ -31,7 +31,7 @@ from streampose.model import StackedHourglass
 from streampose.preprocess import Normalization
 from train.data import Augment, CropCache, PoseSamples
 from train.datasets import Dataset
-from train.evaluate import Report, lsp_pck, predict
+from train.evaluate import Report, score
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
@@ -157,8 +157,7 @@ class Trainer:
             return None
         self.net.eval()
         c = ck.Checkpoint(self.net.cfg, self.train_set.joints, self.norm, state_dict=self.net.state_dict())
-        rep = lsp_pck(predict(TorchBackend(c), self.val_set, flip=self.cfg.flip_val, progress=False),
-                      self.val_set, flip=self.cfg.flip_val)
+        rep = score(TorchBackend(c), self.val_set, flip=self.cfg.flip_val, progress=False)
         self.net.train()
         return rep
 

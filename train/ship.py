@@ -22,7 +22,7 @@ from streampose.backends import create
 from streampose.info import cpu
 from streampose.model import conv_macs, count_parameters
 from train.datasets import open_dataset
-from train.evaluate import lsp_pck, predict
+from train.evaluate import score
 
 
 def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None, dest: Path = models.HERE
@@ -35,7 +35,7 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
     metrics = {}
     with create("torch", shipped) as backend:
         for flip in (False, True):
-            rep = lsp_pck(predict(backend, val, flip=flip), val, flip=flip)
+            rep = score(backend, val, flip=flip)
             metrics["flip" if flip else "plain"] = rep.to_dict()
     card = {
         "name": name,
