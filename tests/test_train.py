@@ -53,6 +53,17 @@ def test_resume_is_exact(lspet: Path, tmp_path: Path) -> None:
     assert c.metadata["steps"] == 5 and c.metadata["trained"] and "limbs" in c.metadata["metrics"]
 
 
+def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path) -> None:
+    small = tiny(lspet, tmp_path / "small", max_steps=1, input_size=64)
+    small.run()
+    big = tiny(lspet, tmp_path / "big", max_steps=1, input_size=128, init=str(tmp_path / "small" / "run" / "last.pt"))
+    assert big.net.cfg.input_size == 128 and big.samples[0][0].shape[-1] == 128
+    for k, v in small.net.state_dict().items():
+        torch.testing.assert_close(big.net.state_dict()[k], v, msg=k)
+    with pytest.raises(ValueError, match="only the input size may differ"):
+        tiny(lspet, tmp_path / "other", model="hg2", init=str(tmp_path / "small" / "run" / "last.pt"))
+
+
 def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> None:
     t = tiny(lspet, tmp_path, epochs=1)
     x, target, weight = (torch.stack(v) for v in zip(*(t.samples[i] for i in range(8)), strict=True))

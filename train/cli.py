@@ -34,6 +34,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     t.add_argument("--flip-val", action="store_true", help="flip test during validation")
     t.add_argument("--cache-dir", default="runs/cache", help="where decoded crops are cached")
     t.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
+    t.add_argument("--input-size", type=int, default=0,
+                   help="train at this input size instead of the config's (e.g. 128 for cheap early epochs)")
+    t.add_argument("--init", default="", metavar="CKPT",
+                   help="start from this checkpoint's weights (same config; the input size may differ)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set",
@@ -68,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=args.config, out=args.out or f"runs/{args.config}", epochs=args.epochs, batch=args.batch, lr=args.lr,
         optimizer=args.optimizer, lr_drops=_lr_drops(args.lr_drops), checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps, seed=args.seed, bf16=not args.no_bf16, flip_val=args.flip_val,
-        cache_dir=args.cache_dir)
+        cache_dir=args.cache_dir, input_size=args.input_size, init=args.init)
     trainer = Trainer(cfg, train_set, val_set, resume=args.resume)
     path = trainer.run()
     print(f"trained {trainer.step} steps: {path}")

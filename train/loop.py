@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -55,6 +55,10 @@ class TrainConfig:
     flip_val: bool = False
     cache_dir: str = "runs/cache"
     log_every: int = 25
+    input_size: int = 0
+    """Train at this input size instead of the preset's (0: the preset's)."""
+    init: str = ""
+    """Start from this checkpoint's weights (same stacks, features, joints; any input size)."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -95,7 +99,12 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.norm = Normalization()
         torch.manual_seed(cfg.seed)
-        self.net = StackedHourglass(preset.config)
+        config = preset.config
+        if cfg.input_size:
+            config = replace(config, input_size=cfg.input_size)
+        self.net = StackedHourglass(config)
+        if cfg.init and not resume:
+            self._init_from(Path(cfg.init))
         self.opt = make_optimizer(cfg.optimizer, self.net.parameters(), cfg.lr)
         self.step = 0
         self.log: list[dict[str, Any]] = []
@@ -106,13 +115,23 @@ class Trainer:
             raise FileExistsError(f"{self.last_path} exists: continue it with --resume, or choose another --out")
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        cache = CropCache(train_set, preset.config.input_size, cfg.cache_dir)
-        self.samples = PoseSamples(cache, self.norm, Augment(), seed=cfg.seed, stride=preset.config.stride)
+        cache = CropCache(train_set, config.input_size, cfg.cache_dir)
+        self.samples = PoseSamples(cache, self.norm, Augment(), seed=cfg.seed, stride=config.stride)
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
 
     @property
     def last_path(self) -> Path:
         return self.out / "last.pt"
+
+    def _init_from(self, path: Path) -> None:
+        """Fine-tune from another run: the hourglass is fully convolutional, so weights trained at one
+        input size are a good start at another (progressive resizing: cheap epochs small, last ones large)."""
+        c = ck.load(path)
+        if replace(c.config, input_size=self.net.cfg.input_size) != self.net.cfg:
+            raise ValueError(f"--init {path} holds a {c.config} model; {self.cfg.model} needs {self.net.cfg} "
+                             "(only the input size may differ)")
+        self.net.load_state_dict(c.state_dict)
+        print(f"starting from the weights of {path} ({c.config.input_size} px)", file=sys.stderr)
 
     def _resume(self) -> None:
         if not self.last_path.is_file():
