@@ -24,7 +24,22 @@ else
     "${PIP[@]}" install -e '.[dev,cpu,train]'
 fi
 # type stubs for the TensorRT code (mypy); --no-deps because they pin the GPU-only tensorrt wheel
-"${PIP[@]}" install --no-deps 'tensorrt-stubs>=10.13' 
+"${PIP[@]}" install --no-deps 'tensorrt-stubs>=10.13'
+# tensorrt-stubs 10.13 does not parse: a parameter named `in` (a keyword) in a few plugin methods, one
+# required parameter after defaults, an import of the GPU-only tensorrt_libs. mypy reads a repaired
+# copy from typings/ (mypy_path in pyproject.toml); the API it describes is unchanged.
+"$VENV/bin/python" - <<'PY'
+import pathlib, re, sysconfig
+site = pathlib.Path(sysconfig.get_paths()["purelib"])
+for pkg in ("tensorrt", "tensorrt_bindings"):
+    for stub in (site / pkg).glob("*.pyi"):
+        out = pathlib.Path("typings") / pkg / stub.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text = re.sub(r"\bin: ", "in_: ", stub.read_text())
+        text = text.replace("channel_axis: int)", "channel_axis: int = ...)")
+        text = re.sub(r"^import tensorrt_libs.*$", "", text, flags=re.M)
+        out.write_text(text)
+PY
 echo "==> installed: $("$VENV/bin/streampose" --version)"
 
 [ "${1:-}" = "--no-run" ] && exit 0

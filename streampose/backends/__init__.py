@@ -1,22 +1,33 @@
 """Inference backends behind one interface (`Backend.infer(batch) -> heatmaps`).
 
-`torch` is here now; `onnxruntime`, `openvino`, `tensorrt` and `auto` arrive with the engine work.
+`create(name, model)` takes a loaded checkpoint or the path of an engine built by `streampose build`
+(`.onnx`, `.xml` OpenVINO IR, `.plan` TensorRT, `.ep` torch-tensorrt). `auto` picks the fastest
+backend that works here: TensorRT for a TensorRT engine, OpenVINO on the CPU, torch otherwise.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+from pathlib import Path
 
 from streampose.backends.base import Backend, BackendInfo, BackendUnavailable
+from streampose.backends.meta import SUFFIXES, EngineError
 from streampose.checkpoint import Checkpoint
 
 # backend name -> (module that must be importable, extra that provides it)
 REQUIREMENTS: dict[str, tuple[str, str]] = {
     "torch": ("torch", "core install"),
-    "onnxruntime": ("onnxruntime", "dev"),
+    "onnxruntime": ("onnxruntime", "cpu"),
     "openvino": ("openvino", "cpu"),
     "tensorrt": ("tensorrt", "tensorrt"),
 }
+NAMES = ("auto", *REQUIREMENTS)
+# which backends can run which engine target, fastest first
+RUNS: dict[str, tuple[str, ...]] = {"onnx": ("openvino", "onnxruntime"), "openvino": ("openvino",), "tensorrt": ("tensorrt",),
+        "torch-tensorrt": ("tensorrt",)}
+
+Model = Checkpoint | str | os.PathLike[str]
 
 
 def installed() -> dict[str, bool]:
@@ -30,15 +41,65 @@ def _has_module(name: str) -> bool:
     return spec is not None and spec.origin is not None
 
 
-def create(name: str, ckpt: Checkpoint, device: str = "cpu") -> Backend:
-    """A backend by name for a loaded checkpoint."""
+def is_engine(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix in SUFFIXES
+
+
+def create(name: str, model: Model, device: str = "cpu", precision: str | None = None) -> Backend:
+    """A backend by name for a checkpoint or an engine file; `precision` applies where the backend has a choice."""
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
+    if not isinstance(model, Checkpoint) and not is_engine(model):
+        raise EngineError(f"{model}: not an engine ({', '.join(SUFFIXES)}); load checkpoints with load_model")
+    if name == "auto":
+        return _auto(model, device, precision)
+    if not isinstance(model, Checkpoint):
+        target = SUFFIXES[Path(model).suffix]
+        if name not in RUNS[target]:
+            raise ValueError(f"{model} is a {target} engine, which the {name} backend cannot run; "
+                             f"use --backend {' or '.join(RUNS[target])}")
+    if not installed()[name]:
+        mod, extra = REQUIREMENTS[name]
+        raise BackendUnavailable(f"backend {name!r} needs {mod}, which is not installed; "
+                                 f"pip install 'streampose[{extra}]'")
     if name == "torch":
+        if not isinstance(model, Checkpoint):
+            raise ValueError("the torch backend runs checkpoints, not engines")
+        if precision not in (None, "fp32"):
+            raise ValueError(f"the torch backend runs fp32, not {precision}")
         from streampose.backends.torch_backend import TorchBackend
 
-        return TorchBackend(ckpt, device=device)
-    if name in REQUIREMENTS:
-        raise BackendUnavailable(f"backend {name!r} is not implemented in this version; use --backend torch")
-    raise ValueError(f"unknown backend {name!r}; choose from {', '.join(REQUIREMENTS)}")
+        return TorchBackend(model, device=device)
+    if name == "openvino":
+        from streampose.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(model, precision=precision)
+    if isinstance(model, Checkpoint):
+        build = "streampose export MODEL" if name == "onnxruntime" else "streampose build MODEL --target tensorrt"
+        raise ValueError(f"the {name} backend runs an engine file, not a checkpoint; make one with `{build}`")
+    if name == "onnxruntime":
+        from streampose.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(model, device=device)
+    from streampose.backends.tensorrt_backend import TensorRTBackend, TorchTensorRTBackend
+
+    dev = device if device.startswith("cuda") else "cuda:0"
+    return TorchTensorRTBackend(model, dev) if Path(model).suffix == ".ep" else TensorRTBackend(model, dev)
 
 
-__all__ = ["Backend", "BackendInfo", "BackendUnavailable", "create", "installed"]
+def _auto(model: Model, device: str, precision: str | None) -> Backend:
+    order: tuple[str, ...]
+    if isinstance(model, Checkpoint):
+        order = ("torch",) if device.startswith("cuda") else ("openvino", "torch")
+    else:
+        order = RUNS[SUFFIXES[Path(model).suffix]]
+    reasons: list[str] = []
+    for name in order:
+        try:
+            return create(name, model, device=device, precision=precision)
+        except BackendUnavailable as e:
+            reasons.append(str(e))
+    raise BackendUnavailable("no backend can run this model here: " + "; ".join(reasons))
+
+
+__all__ = ["NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "create", "installed", "is_engine"]

@@ -1,0 +1,78 @@
+"""OpenVINO on the CPU: the fast CPU path (fp32, bf16 on CPUs that have it, int8 after calibration)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streampose.backends import meta as m
+from streampose.backends.base import Backend, BackendInfo, BackendUnavailable
+from streampose.checkpoint import Checkpoint
+
+# the precision OpenVINO computes in; int8 IR runs its quantised convolutions in int8 and the rest in f32
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def _openvino() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise BackendUnavailable("openvino backend: OpenVINO is not installed; pip install 'streampose[cpu]'") from None
+    return openvino
+
+
+def cpu_supports(precision: str) -> bool:
+    """Whether this CPU runs `precision` natively (OpenVINO emulates nothing: bf16 needs AVX512-BF16/AMX)."""
+    caps = _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}[precision] in caps
+
+
+class OpenVinoBackend(Backend):
+    """Runs an OpenVINO IR or ONNX engine built by `streampose build`, or converts a checkpoint in memory."""
+
+    def __init__(self, model: Checkpoint | str | os.PathLike[str], precision: str | None = None,
+                 threads: int = 0, max_batch: int = 64) -> None:
+        ov = _openvino()
+        core = ov.Core()
+        if isinstance(model, Checkpoint):
+            import torch
+
+            net = model.build()
+            s = model.config.input_size
+            graph = ov.convert_model(net, example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
+            precision = precision or "fp32"
+            config, joints, norm = model.config, model.joints, model.normalization
+            if precision == "int8":
+                raise ValueError("int8 needs calibration: streampose build CHECKPOINT --target openvino "
+                                 "--precision int8")
+        else:
+            self.meta = m.read(model)
+            if self.meta.target not in ("openvino", "onnx"):
+                raise m.EngineError(f"{model}: a {self.meta.target} engine; openvino runs .xml and .onnx files")
+            graph = core.read_model(os.fspath(model))
+            if precision and precision != self.meta.precision and self.meta.precision == "int8":
+                raise ValueError(f"{model} is an int8 engine; it cannot run as {precision}")
+            precision = precision or self.meta.precision
+            config, joints, norm = self.meta.config, self.meta.joints, self.meta.normalization
+            max_batch = self.meta.max_batch
+        if precision not in HINTS:
+            raise ValueError(f"openvino precision must be one of {', '.join(HINTS)}, got {precision!r}")
+        if not cpu_supports(precision):
+            raise BackendUnavailable(f"openvino backend: this CPU has no native {precision}; use fp32")
+        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            props["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(graph, "CPU", props)
+        self.request = self.compiled.create_infer_request()
+        self.info = BackendInfo(
+            name="openvino", input_size=config.input_size, stride=config.stride, joints=joints,
+            normalization=norm, max_batch=max_batch, precision=precision, device="cpu",
+        )
+
+    def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        self.check_batch(batch)
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
