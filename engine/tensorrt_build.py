@@ -11,11 +11,10 @@ Every TensorRT call that signals failure by its return value is checked.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.onnx_export import export_onnx
 from engine.source import Source, new_meta
@@ -50,16 +49,6 @@ def profile_shapes(input_size: int, max_batch: int, opt_batch: int) -> tuple[tup
     if not 1 <= opt_batch <= max_batch:
         raise ValueError(f"need 1 <= --opt-batch <= --max-batch, got {opt_batch} and {max_batch}")
     return tuple((b, 3, input_size, input_size) for b in (1, opt_batch, max_batch))
-
-
-def cache_key(src: Source, precision: str, max_batch: int, opt_batch: int, versions: dict[str, str | None],
-              device: dict[str, Any]) -> str:
-    """What a plan depends on; equal keys mean a cached plan can be reused."""
-    import hashlib
-
-    parts = {"source": src.sha256, "precision": precision, "max_batch": max_batch, "opt_batch": opt_batch,
-             "tensorrt": versions.get("tensorrt"), "torch_tensorrt": versions.get("torch_tensorrt"), **device}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_tensorrt(src: Source, out: str | os.PathLike[str], max_batch: int = 32, opt_batch: int = 8,

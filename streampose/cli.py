@@ -14,9 +14,6 @@ from streampose import models
 
 PLANNED = {
     "listen": "print or record the poses a running `streampose run` publishes",
-    "export": "export a checkpoint to ONNX",
-    "build": "build a TensorRT or OpenVINO engine from a checkpoint",
-    "verify": "compare an engine's output with its PyTorch checkpoint",
     "bench": "model-only and end-to-end benchmarks",
 }
 
@@ -108,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     # training lives in the `train` package; the command line is where the packages meet
-    from train.cli import add_parsers
+    from engine.cli import add_parsers as engine_parsers
+    from train.cli import add_parsers as train_parsers
 
-    add_parsers(sub)
+    train_parsers(sub)
+    engine_parsers(sub)
     for name, text in PLANNED.items():
         sub.add_parser(name, help=f"{text} (not implemented yet)", description=text).set_defaults(func=planned(name))
     return p

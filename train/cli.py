@@ -43,7 +43,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set",
                        description="Per-joint PCK@0.2 (torso, LSP protocol), or PCKh@0.5 where the annotations carry "
                                    "head sizes (MPII), of a model name or checkpoint.")
-    e.add_argument("model", help="model name or checkpoint path")
+    e.add_argument("model", help="model name, checkpoint path, or engine file (.onnx, .xml, .plan, .ep)")
+    e.add_argument("--backend", default=None,
+                   help="backend for an engine (default: auto) or a checkpoint (default: torch)")
     e.add_argument("--data", required=True, help="FORMAT:PATH[@FIRST-LAST]; lsp:PATH alone means images 8501-9000")
     e.add_argument("--flip", action="store_true", help="average with the mirrored crop (flip test)")
     e.add_argument("--limit", type=int, default=0, help="evaluate only the first N annotations")
@@ -91,12 +93,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = open_dataset(spec)
     if args.limit:
         data = data.head(args.limit)
-    model = streampose.load_model(args.model, joints=data.joints)
-    with create("torch", model) as backend:
+    from streampose.backends import is_engine
+
+    model = args.model if is_engine(args.model) else streampose.load_model(args.model, joints=data.joints)
+    with create(args.backend or ("auto" if is_engine(args.model) else "torch"), model) as backend:
+        if backend.info.joints.name != data.joints.name:
+            raise ValueError(f"{args.model} predicts {backend.info.joints.name} but {spec} is {data.joints.name}")
         report = score(backend, data, flip=args.flip)
-    print(f"{args.model} on {data.name}")
+        used = f"{backend.info.name} {backend.info.precision}"
+    print(f"{args.model} ({used}) on {data.name}")
     print(report.table())
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "data": data.name, **report.to_dict()}, indent=1))
+        result = {"model": args.model, "backend": used, "data": data.name, **report.to_dict()}
+        Path(args.json).write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}", file=sys.stderr)
     return 0

@@ -24,8 +24,8 @@ REQUIREMENTS: dict[str, tuple[str, str]] = {
 }
 NAMES = ("auto", *REQUIREMENTS)
 # which backends can run which engine target, fastest first
-RUNS: dict[str, tuple[str, ...]] = {"onnx": ("openvino", "onnxruntime"), "openvino": ("openvino",), "tensorrt": ("tensorrt",),
-        "torch-tensorrt": ("tensorrt",)}
+RUNS: dict[str, tuple[str, ...]] = {"onnx": ("openvino", "onnxruntime"), "openvino": ("openvino",),
+                                    "tensorrt": ("tensorrt",), "torch-tensorrt": ("tensorrt",)}
 
 Model = Checkpoint | str | os.PathLike[str]
 

@@ -1,0 +1,128 @@
+"""`streampose export`, `streampose build` and `streampose verify`, registered into the main command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engine.build import MIN_AGREEMENT, TARGETS
+
+DATA_HELP = "FORMAT:PATH[@range] of real people to crop (default: 64 LSPET validation images)"
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    e = sub.add_parser("export", help="export a model to ONNX (dynamic batch), checked against PyTorch",
+                       description="Export the last stack's heatmaps to ONNX with a dynamic batch dimension and "
+                                   "the weights inside the file, write OUT.json beside it, then check ONNX Runtime's "
+                                   "output against PyTorch on real person crops.")
+    e.add_argument("model", help="model name (hg2-lite, hg2) or checkpoint path")
+    e.add_argument("-o", "--out", default=None, help="output .onnx (default: engines/NAME.onnx)")
+    e.add_argument("--opset", type=int, default=18, help="ONNX opset, 17-20 (default: %(default)s)")
+    e.add_argument("--fp16", action="store_true", help="export an FP16 graph (what TensorRT 11 builds from)")
+    _common(e)
+    e.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("build", help="build an OpenVINO (CPU) or TensorRT (GPU) engine from a model",
+                       description="Build a deployable engine from a model name or checkpoint and verify it "
+                                   "against PyTorch. OpenVINO: fp32, bf16 (CPUs with AVX512-BF16/AMX) or int8 "
+                                   "(calibrated on real person crops). TensorRT: an FP16 plan for this GPU and "
+                                   "TensorRT version (rebuild when either changes; --cache does that for you).")
+    b.add_argument("model", help="model name (hg2-lite, hg2) or checkpoint path")
+    b.add_argument("--target", required=True, choices=[t for t in TARGETS if t != "onnx"])
+    b.add_argument("--precision", default=None,
+                   help="openvino: fp32 (default), bf16 or int8; tensorrt: fp16 (default)")
+    b.add_argument("-o", "--out", default=None, help="output file (default: engines/NAME-PRECISION.xml|.plan)")
+    b.add_argument("--via", default="tensorrt", choices=["tensorrt", "torch-tensorrt"],
+                   help="tensorrt: build a plan from ONNX (default) or a torch-tensorrt program (.ep)")
+    b.add_argument("--cache", default=None, metavar="DIR",
+                   help="keep engines in DIR keyed on weights, precision, versions and GPU: reuse when all "
+                        "match, rebuild when anything changed")
+    b.add_argument("--calib-data", default=None, help="int8 calibration set (default: 300 LSPET training images)")
+    b.add_argument("--calib-images", type=int, default=300, help="how many people to calibrate on")
+    b.add_argument("--workspace-gib", type=float, default=2.0, help="tensorrt builder workspace limit")
+    b.add_argument("--timing-cache", default="engines/tensorrt.timing-cache",
+                   help="tensorrt timing cache, kept across builds (default: %(default)s)")
+    _common(b)
+    b.set_defaults(func=cmd_build)
+
+    v = sub.add_parser("verify", help="compare an engine with its PyTorch checkpoint on real crops",
+                       description="Run an engine and its PyTorch checkpoint on the same real person crops; report "
+                                   "the heatmap difference and keypoint agreement (joints within 0.5 heatmap px). "
+                                   "Exits 2 when agreement is below the threshold.")
+    v.add_argument("engine", help="engine file built by streampose (.onnx, .xml, .plan, .ep)")
+    v.add_argument("--checkpoint", default=None, help="reference checkpoint (default: the one it was built from)")
+    v.add_argument("--data", default=None, help=DATA_HELP)
+    v.add_argument("--limit", type=int, default=0, help="use only the first N people")
+    v.add_argument("--backend", default="auto", help="backend to run the engine with (default: %(default)s)")
+    v.add_argument("--threshold", type=float, default=None,
+                   help="minimum agreement (default by precision: "
+                        + ", ".join(f"{k} {v}" for k, v in MIN_AGREEMENT.items()) + ")")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.set_defaults(func=cmd_verify)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-batch", type=int, default=32, help="largest batch the engine accepts (default: 32)")
+    p.add_argument("--opt-batch", type=int, default=None, help="batch to optimise for (tensorrt default 8, else 1)")
+    p.add_argument("--check-data", default=None, help=DATA_HELP)
+    p.add_argument("--no-check", action="store_true", help="skip the check against PyTorch")
+
+
+def _check(path: str, args: argparse.Namespace) -> int:
+    """Verify a fresh engine against PyTorch unless asked not to; a missing dataset is said, not hidden."""
+    from engine.build import verify
+    from train.datasets import DatasetError
+
+    if args.no_check:
+        print(f"wrote {path} (not checked against PyTorch: --no-check)")
+        return 0
+    try:
+        result, name, precision = verify(path, data=args.check_data)
+    except DatasetError as e:
+        print(f"wrote {path}, NOT checked against PyTorch: {e} (set STREAMPOSE_DATA or pass --check-data)",
+              file=sys.stderr)
+        return 0
+    threshold = MIN_AGREEMENT[precision]
+    print(f"wrote {path}\n{name} {precision} vs torch fp32: {result.summary()}")
+    if result.agreement < threshold:
+        print(f"error: keypoint agreement {100 * result.agreement:.1f}% is below {100 * threshold:.0f}%",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.build import build
+
+    path = build(args.model, "onnx", "fp16" if args.fp16 else "fp32", out=args.out, max_batch=args.max_batch,
+                 opt_batch=args.opt_batch)
+    return _check(str(path), args)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from engine.build import build
+
+    path = build(args.model, args.target, args.precision, out=args.out, max_batch=args.max_batch,
+                 opt_batch=args.opt_batch, via=args.via, cache=args.cache, calib_data=args.calib_data,
+                 calib_images=args.calib_images, workspace_gib=args.workspace_gib, timing_cache=args.timing_cache)
+    return _check(str(path), args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from engine.build import verify
+
+    result, name, precision = verify(args.engine, checkpoint=args.checkpoint, data=args.data, limit=args.limit,
+                          backend=args.backend)
+    threshold = args.threshold if args.threshold is not None else MIN_AGREEMENT[precision]
+    used = f"{name} {precision}"
+    ok = result.agreement >= threshold
+    if args.json:
+        print(json.dumps({"engine": args.engine, "backend": used, "threshold": threshold, "ok": ok,
+                          **result.to_dict()}, indent=1))
+    else:
+        print(f"{args.engine} ({used}) vs torch fp32: {result.summary()}")
+        print(f"{'PASS' if ok else 'FAIL'}: agreement {100 * result.agreement:.2f}% "
+              f"{'>=' if ok else '<'} {100 * threshold:.1f}%")
+    return 0 if ok else 2
+
