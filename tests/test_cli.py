@@ -91,4 +91,4 @@ def test_bad_box_is_a_usage_error(messi: Path) -> None:
 
 
 def test_planned_commands_say_so() -> None:
-    assert "not implemented yet" in one_line_error(sp("export"))
+    assert "not implemented yet" in one_line_error(sp("listen"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,9 @@ class OpenVinoBackend(Backend):
 
             net = model.build()
             s = model.config.input_size
-            graph = ov.convert_model(net, example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
+            with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns of its own deprecation
+                warnings.simplefilter("ignore", DeprecationWarning)
+                graph = ov.convert_model(net, example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
             precision = precision or "fp32"
             config, joints, norm = model.config, model.joints, model.normalization
             if precision == "int8":
