@@ -7,6 +7,7 @@ import json
 import sys
 
 from engine.build import MIN_AGREEMENT, TARGETS
+from streampose import models
 
 DATA_HELP = "FORMAT:PATH[@range] of real people to crop (default: 64 LSPET validation images)"
 
@@ -60,6 +61,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         + ", ".join(f"{k} {v}" for k, v in MIN_AGREEMENT.items()) + ")")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=cmd_verify)
+
+
+    n = sub.add_parser("bench", help="benchmark backends (model-only): images/s, ms per batch, share of CPU peak",
+                       description="Model-only benchmark of every available backend x precision x batch size, with "
+                                   "the achieved GFLOP/s as a share of this CPU's peak, measured by a short GEMM probe "
+                                   "in the same run. Engines are built once into --cache. Run on an idle machine.")
+    n.add_argument("--model-only", action="store_true", help="time the network alone (the only mode so far)")
+    n.add_argument("--models", default=",".join(models.shipped()) or models.DEFAULT,
+                   help="comma-separated model names or checkpoints; a named model without installed weights is "
+                        "timed with random weights (default: %(default)s)")
+    n.add_argument("--backends", default="", help="comma-separated subset (default: every available one)")
+    n.add_argument("--batches", default="1,4,8", help="batch sizes (default: %(default)s)")
+    n.add_argument("--rounds", type=int, default=5, help="timed rounds per figure; the median is reported")
+    n.add_argument("--cache", default="engines/cache", help="where engines are built and reused")
+    n.add_argument("--json", default=None, help="also write the results (and the measured peaks) to this file")
+    n.set_defaults(func=cmd_bench)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -126,3 +143,42 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"{'>=' if ok else '<'} {100 * threshold:.1f}%")
     return 0 if ok else 2
 
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from engine.bench import HEADER, model_only, peak_probe, peaks_of
+    from streampose.info import cpu
+
+    try:
+        batches = [int(v) for v in args.batches.split(",")]
+    except ValueError:
+        raise ValueError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
+    machine = cpu()
+    probe = peak_probe()
+    peaks = peaks_of(probe)
+    print(f"{machine['model']}, {machine['cores']} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for precision, impls in probe.items():
+        print(f"peak {precision}: {peaks[precision]:.0f} GFLOP/s  (GEMM probe: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in impls.items()) + ")")
+    print(HEADER)
+    rows = model_only([v for v in args.models.split(",") if v], batches, cache=args.cache,
+                      names=[v for v in args.backends.split(",") if v] or None, peaks=peaks, rounds=args.rounds)
+    if not rows:
+        raise ValueError("no backend could be benchmarked")
+    best = max(rows, key=lambda r: r.share_of_peak or 0.0)
+    if best.share_of_peak is not None:
+        print(f"best share of peak: {100 * best.share_of_peak:.0f}% ({best.model} {best.backend} {best.precision} "
+              f"batch {best.batch})")
+    print("GFLOP/s counts direct-convolution work (2 x conv MACs per image); above 100% of peak an engine does "
+          "fewer operations than that (e.g. Winograd 3x3 convolutions)")
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({"machine": machine, "python": platform.python_version(),
+                                               "peak_probe_gflops": probe, "peaks_gflops": peaks,
+                                               "rows": [r.to_dict() for r in rows]}, indent=1))
+    return 0

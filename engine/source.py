@@ -11,7 +11,7 @@ from typing import Any
 import streampose
 from streampose import models
 from streampose.backends import meta as m
-from streampose.checkpoint import Checkpoint
+from streampose.checkpoint import Checkpoint, save
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,24 @@ class Source:
         return {"name": self.name, "path": str(self.path), "sha256": self.sha256}
 
 
-def load_source(model: str | os.PathLike[str]) -> Source:
-    """A shipped model name (`hg2-lite`) or a checkpoint path, with the hash that ties engines to it."""
+def load_source(model: str | os.PathLike[str], untrained_dir: str | os.PathLike[str] | None = None) -> Source:
+    """A shipped model name (`hg2-lite`) or a checkpoint path, with the hash that ties engines to it.
+
+    With `untrained_dir`, a named model without installed weights gets fixed random ones (seed 0),
+    saved there: enough for timing, meaningless for keypoints.
+    """
     name = os.fspath(model)
     path = models.PRESETS[name].weights(name) if name in models.PRESETS else Path(name)
+    if name in models.PRESETS and not path.is_file() and untrained_dir is not None:
+        import torch
+
+        path = Path(untrained_dir) / f"{name}-untrained.pt"
+        if not path.is_file():
+            torch.manual_seed(0)
+            fresh = streampose.load_model(name, pretrained=False)
+            fresh.state_dict = fresh.build().state_dict()
+            save(fresh, path)
+        name = os.fspath(path)
     ckpt = streampose.load_model(name)
     label = name if name in models.PRESETS else str(ckpt.metadata.get("name") or path.stem)
     return Source(ckpt, label, path, m.sha256(path))

@@ -63,17 +63,23 @@ class PoseEstimator:
     def __init__(
         self,
         model: Checkpoint | str | os.PathLike[str] = models.DEFAULT,
-        backend: str = "torch",
+        backend: str = "auto",
         device: str = "cpu",
         box_margin: float = 1.25,
     ) -> None:
-        self.model = model if isinstance(model, Checkpoint) else load_model(model)
-        self.backend = backends.create(backend, self.model, device=device)
+        """`model`: a loaded checkpoint, a model name or checkpoint path, or an engine built by
+        `streampose build`; `backend`: auto (the fastest that works here), torch, onnxruntime, openvino or
+        tensorrt."""
+        if not isinstance(model, Checkpoint) and backends.is_engine(model):
+            self.backend = backends.create(backend, model, device=device)
+        else:
+            ckpt = model if isinstance(model, Checkpoint) else load_model(model)
+            self.backend = backends.create(backend, ckpt, device=device)
         self.box_margin = box_margin
 
     @property
     def joints(self) -> JointSet:
-        return self.model.joints
+        return self.backend.info.joints
 
     def __call__(self, frame: npt.NDArray[np.uint8], box: Box | None = None) -> Pose:
         return self.estimate([frame], None if box is None else [box])[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -11,10 +12,10 @@ from tqdm import tqdm
 
 import streampose
 from streampose import models
+from streampose.backends import NAMES
 
 PLANNED = {
     "listen": "print or record the poses a running `streampose run` publishes",
-    "bench": "model-only and end-to-end benchmarks",
 }
 
 
@@ -33,9 +34,10 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from streampose.backends import is_engine
     from streampose.sources import iter_frames
 
-    model = streampose.load_model(args.model, pretrained=not args.untrained)
+    model = args.model if is_engine(args.model) else streampose.load_model(args.model, pretrained=not args.untrained)
     if args.untrained:
         print(f"streampose: warning: {args.model} has untrained weights: the keypoints are meaningless",
               file=sys.stderr)
@@ -46,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             pose = est(frame.image, box=args.box)
             if args.json:
                 print(json.dumps({"frame": frame.index, "pts": round(frame.pts, 6), "score": round(pose.score, 4),
-                                  "joints": model.joints.name, "kp": pose.as_dict()}))
+                                  "joints": est.joints.name, "kp": pose.as_dict()}))
             else:
                 print(f"frame {frame.index}  pts {frame.pts:.3f}s  score {pose.score:.3f}  "
                       f"crop {', '.join(f'{v:.0f}' for v in pose.box)}")
@@ -89,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(frame pixels, with per-joint confidence).")
     r.add_argument("source", help="image file, folder of images, or video file")
     r.add_argument("--model", default=models.DEFAULT,
-                   help=f"model name ({', '.join(models.PRESETS)}) or checkpoint path (default: %(default)s)")
+                   help=f"model name ({', '.join(models.PRESETS)}), checkpoint path, or engine built by "
+                        "`streampose build` (default: %(default)s)")
     r.add_argument("--untrained", action="store_true",
                    help="use fresh weights for a named model (checks the plumbing; keypoints are meaningless)")
     r.add_argument("--box", type=parse_box, default=None,
                    help="person box x,y,w,h in pixels (default: the whole frame)")
-    r.add_argument("--backend", default="torch", choices=["torch"], help="inference backend (default: %(default)s)")
+    r.add_argument("--backend", default="auto", choices=NAMES,
+                   help="inference backend; auto: the fastest that works here (default: %(default)s)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     r.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
     r.add_argument("--json", action="store_true", help="print one JSON object per frame instead of a table")
@@ -129,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"streampose {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`streampose run ... | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return code
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# models converted for OpenVINO are cached between runs; keep the tests' copies out of the user's cache
+os.environ.setdefault("STREAMPOSE_CACHE", str(ROOT / ".pytest_cache" / "streampose"))
 
 
 def data_dir() -> Path:

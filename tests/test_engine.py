@@ -165,7 +165,8 @@ def test_backend_choice_errors_are_clear(onnx_engine: Path, src: Source) -> None
         create("tensorrt", onnx_engine)
     with pytest.raises(ValueError, match="unknown backend"):
         create("cuda", src.ckpt)
-    assert create("auto", src.ckpt).info.name == "openvino"
+    auto = create("auto", src.ckpt).info
+    assert auto.name == "openvino" and auto.precision == ("bf16" if cpu_supports("bf16") else "fp32")
 
 
 def test_tensorrt_is_unavailable_without_a_gpu(tmp_path: Path) -> None:
@@ -227,3 +228,17 @@ def test_torch_backend_on_cuda_matches_cpu(src: Source, check_crops: np.ndarray)
     with create("torch", src.ckpt, device="cuda") as gpu, create("torch", src.ckpt) as cpu:
         r = compare(gpu, cpu, check_crops)
     assert r.agreement >= 0.99 and r.max_abs < 1e-2, r
+
+
+def test_bench_measures_peak_and_backends(tmp_path: Path) -> None:
+    from engine.bench import model_only, peak_probe, peaks_of
+
+    probe = peak_probe(seconds=0.05, n=256)
+    peaks = peaks_of(probe)
+    assert peaks["fp32"] > 1 and all(v > 0 for impls in probe.values() for v in impls.values())
+    rows = model_only(["hg2-lite"], [1, 2], cache=str(tmp_path), names=["torch", "onnxruntime"], peaks=peaks,
+                      rounds=1)
+    assert [(r.backend, r.batch) for r in rows] == [("torch", 1), ("torch", 2), ("onnxruntime", 1), ("onnxruntime", 2)]
+    for r in rows:
+        assert r.images_per_s > 0 and abs(r.images_per_s * r.ms_per_batch / 1000 - r.batch) < 1e-6
+        assert r.share_of_peak == r.gflops / peaks["fp32"]

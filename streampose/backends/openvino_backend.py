@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,40 @@ def cpu_supports(precision: str) -> bool:
     return {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}[precision] in caps
 
 
+def cache_dir() -> Path:
+    """Where converted models are kept between runs ($STREAMPOSE_CACHE, default ~/.cache/streampose)."""
+    return Path(os.environ.get("STREAMPOSE_CACHE", Path.home() / ".cache" / "streampose"))
+
+
+def converted(model: Checkpoint) -> Path:
+    """The checkpoint as OpenVINO IR, converted once (about half a minute) and then reused from the
+    cache, keyed on the weights, the config and the OpenVINO version; checked like any engine."""
+    ov = _openvino()
+    h = hashlib.sha256(json.dumps([model.config.to_dict(), model.joints.name, ov.__version__]).encode())
+    for k, v in sorted(model.state_dict.items()):
+        h.update(k.encode())
+        h.update(v.detach().float().contiguous().numpy().tobytes())
+    key = h.hexdigest()
+    path = cache_dir() / "openvino" / f"{model.metadata.get('name', 'model')}-{key[:16]}.xml"
+    if path.is_file() and m.meta_path(path).is_file():
+        m.read(path)
+        return path
+    import torch
+
+    s = model.config.input_size
+    with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns of its own deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        graph = ov.convert_model(model.build(), example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(graph, os.fspath(path), compress_to_fp16=False)
+    meta = m.EngineMeta(target="openvino", precision="fp32", config=model.config, joints=model.joints,
+                        normalization=model.normalization, max_batch=64, opt_batch=1,
+                        source={"name": model.metadata.get("name"), "weights_sha256": key},
+                        versions={"openvino": ov.__version__})
+    m.write(path, meta)
+    return path
+
+
 class OpenVinoBackend(Backend):
     """Runs an OpenVINO IR or ONNX engine built by `streampose build`, or converts a checkpoint in memory."""
 
@@ -39,18 +76,12 @@ class OpenVinoBackend(Backend):
         ov = _openvino()
         core = ov.Core()
         if isinstance(model, Checkpoint):
-            import torch
-
-            net = model.build()
-            s = model.config.input_size
-            with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns of its own deprecation
-                warnings.simplefilter("ignore", DeprecationWarning)
-                graph = ov.convert_model(net, example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
-            precision = precision or "fp32"
-            config, joints, norm = model.config, model.joints, model.normalization
             if precision == "int8":
                 raise ValueError("int8 needs calibration: streampose build CHECKPOINT --target openvino "
                                  "--precision int8")
+            graph = core.read_model(os.fspath(converted(model)))
+            precision = precision or "fp32"
+            config, joints, norm = model.config, model.joints, model.normalization
         else:
             self.meta = m.read(model)
             if self.meta.target not in ("openvino", "onnx"):

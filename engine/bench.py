@@ -1,0 +1,165 @@
+"""Model-only benchmark: every available backend x precision x batch size, against this CPU's own peak.
+
+The peak is measured here, once per run, by a short matrix-multiply probe per precision (torch:
+fp32 and bf16 GEMM, int8 `_int_mm`), so "share of peak" is honest on any machine. Each figure is
+the median of repeated timed rounds after warm-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.build import build
+from engine.source import load_source
+from streampose.backends import Backend, BackendUnavailable, create, installed
+from streampose.model import conv_macs
+
+# (backend, precision, engine target): what runs where
+COMBOS = (("torch", "fp32", None), ("onnxruntime", "fp32", "onnx"), ("openvino", "fp32", "openvino"),
+          ("openvino", "bf16", "openvino"), ("openvino", "int8", "openvino"), ("tensorrt", "fp16", "tensorrt"))
+PEAK_OF = {"fp32": "fp32", "bf16": "bf16", "int8": "int8", "fp16": "fp16"}
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    backend: str
+    precision: str
+    batch: int
+    ms_per_batch: float
+    images_per_s: float
+    gflops: float
+    """Achieved GFLOP/s (2 x conv MACs per image)."""
+    share_of_peak: float | None
+    """Achieved / measured peak at this precision (None where no peak was measured)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _best_rate(fn: Callable[[], object], flops: float, seconds: float) -> float:
+    fn()
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return flops / best / 1e9
+
+
+def peak_probe(seconds: float = 1.0, n: int = 2048) -> dict[str, dict[str, float]]:
+    """GFLOP/s (GOP/s for int8) of a large GEMM per precision and implementation, best of repeated
+    runs. Libraries differ a lot (torch's fp32 GEMM reaches half of ONNX Runtime's on some CPUs),
+    so the peak of a precision is the best any installed implementation reaches."""
+    import torch
+
+    flops = 2.0 * n**3
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    a8, b8 = rng.integers(-128, 127, (n, n), dtype=np.int8), rng.integers(-128, 127, (n, n), dtype=np.int8)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    probes: dict[str, dict[str, Callable[[], object]]] = {
+        "fp32": {"torch": lambda: ta @ tb},
+        "bf16": {"torch": (lambda x, y: lambda: x @ y)(ta.bfloat16(), tb.bfloat16())},
+        "int8": {"torch": (lambda x, y: lambda: torch._int_mm(x, y))(torch.from_numpy(a8), torch.from_numpy(b8))},
+    }
+    if installed()["onnxruntime"]:
+        probes["fp32"]["onnxruntime"] = _ort_gemm("MatMul", {"a": a, "b": b})
+        probes["int8"]["onnxruntime"] = _ort_gemm("MatMulInteger", {"a": (a8.astype(np.int16) + 128).astype(np.uint8),
+                                                                    "b": b8})
+    out: dict[str, dict[str, float]] = {}
+    for precision, impls in probes.items():
+        for impl, fn in impls.items():
+            try:
+                out.setdefault(precision, {})[impl] = _best_rate(fn, flops, seconds)
+            except RuntimeError:  # e.g. no int8 GEMM kernel in this torch build
+                continue
+    return out
+
+
+def _ort_gemm(op: str, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    types = {np.dtype(np.float32): onnx.TensorProto.FLOAT, np.dtype(np.uint8): onnx.TensorProto.UINT8,
+             np.dtype(np.int8): onnx.TensorProto.INT8}
+    n = feeds["a"].shape[0]
+    out_type = onnx.TensorProto.INT32 if op == "MatMulInteger" else onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node(op, ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info(k, types[v.dtype], [n, n]) for k, v in feeds.items()],
+        [helper.make_tensor_value_info("c", out_type, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, feeds)
+
+
+def peaks_of(probe: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {precision: max(impls.values()) for precision, impls in probe.items() if impls}
+
+
+def time_batches(backend: Backend, batch: int, rounds: int = 5, round_s: float = 0.5) -> float:
+    """Median seconds per batch over `rounds` timed rounds of about `round_s` each, after warm-up."""
+    s = backend.info.input_size
+    x = np.random.default_rng(0).standard_normal((batch, 3, s, s), dtype=np.float32)
+    for _ in range(3):
+        backend.infer(x)
+    per_round = []
+    for _ in range(rounds):
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < round_s:
+            backend.infer(x)
+            n += 1
+        per_round.append((time.perf_counter() - t0) / n)
+    return statistics.median(per_round)
+
+
+def backends_for(model: str, cache: str, names: list[str] | None = None) -> Iterator[tuple[str, str, Backend]]:
+    """Every (backend, precision) that works here for `model`, built into `cache` as needed."""
+    have = installed()
+    src = load_source(model, untrained_dir=cache)
+    for name, precision, target in COMBOS:
+        if (names and name not in names) or not have[name]:
+            continue
+        try:
+            if target is None:
+                yield name, precision, create(name, src.ckpt)
+                continue
+            engine = build(str(src.path), target, precision, cache=cache, max_batch=8)
+            yield name, precision, create(name, engine)
+        except BackendUnavailable as e:
+            print(f"skipping {name} {precision}: {e}")
+
+
+def model_only(models: list[str], batches: list[int], cache: str = "engines/cache", names: list[str] | None = None,
+               peaks: dict[str, float] | None = None, rounds: int = 5) -> list[Row]:
+    rows = []
+    for model in models:
+        flops = 2.0 * conv_macs(load_source(model, untrained_dir=cache).ckpt.config)
+        for name, precision, backend in backends_for(model, cache, names):
+            with backend:
+                for batch in batches:
+                    sec = time_batches(backend, batch, rounds=rounds)
+                    gflops = flops * batch / sec / 1e9
+                    peak = (peaks or {}).get(PEAK_OF[precision])
+                    rows.append(Row(model, name, precision, batch, 1000 * sec, batch / sec, gflops,
+                                    gflops / peak if peak else None))
+                    print(format_row(rows[-1]), flush=True)
+    return rows
+
+
+HEADER = f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'ms/batch':>10}{'img/s':>9}{'GFLOP/s':>9}{'peak':>7}"
+
+
+def format_row(r: Row) -> str:
+    share = f"{100 * r.share_of_peak:.0f}%" if r.share_of_peak is not None else "-"
+    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{r.ms_per_batch:>10.2f}"
+            f"{r.images_per_s:>9.1f}{r.gflops:>9.1f}{share:>7}")
