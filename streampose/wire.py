@@ -1,0 +1,197 @@
+"""The public keypoint wire format (DESIGN.md), version 1: message dataclasses and their encoding.
+
+A message is two ZeroMQ frames: the topic (`pose/<stream>` or `ctl/<stream>`, UTF-8) and a map,
+msgpack by default or JSON for consumers without msgpack. In msgpack the keypoints travel as raw
+little-endian float32 bytes (K, 3); in JSON as nested lists. Decoding validates every field, so a
+malformed or hostile message raises `WireError` instead of reaching the caller half-parsed. No
+pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+VERSION = 1
+FORMATS = ("msgpack", "json")
+Format = Literal["msgpack", "json"]
+EVENTS = ("start", "eos", "error", "stats")
+POSE_PREFIX, CTL_PREFIX = "pose/", "ctl/"
+MAX_JOINTS = 1024
+
+
+class WireError(ValueError):
+    """A message that is not valid streampose wire format; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class PoseMessage:
+    """One person's keypoints in one frame, as published on `pose/<stream>`."""
+
+    stream: str
+    frame: int
+    """Frame index in its stream, from 0."""
+    pts: float
+    """Presentation time in seconds (media time)."""
+    t_capture: float
+    """Wall-clock time (time.time()) when the frame was captured or decoded."""
+    t_publish: float
+    size: tuple[int, int]
+    """Frame (width, height) in pixels."""
+    joints: str
+    """Joint set name, e.g. LSP14."""
+    kp: npt.NDArray[np.float32]
+    """(K, 3) float32: x, y in frame pixels, confidence 0..1."""
+    box: tuple[float, float, float, float]
+    """The crop used, (x, y, w, h) in frame pixels."""
+    score: float
+    v: int = VERSION
+
+    @property
+    def topic(self) -> str:
+        return POSE_PREFIX + self.stream
+
+
+@dataclass(frozen=True)
+class ControlMessage:
+    """A stream event on `ctl/<stream>`: start, eos (end of stream), error, or periodic stats.
+    `data` holds the event's extra fields (flattened into the map on the wire)."""
+
+    stream: str
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)
+    v: int = VERSION
+
+    @property
+    def topic(self) -> str:
+        return CTL_PREFIX + self.stream
+
+
+Message = PoseMessage | ControlMessage
+
+
+def to_map(msg: Message, binary_kp: bool = True) -> dict[str, Any]:
+    """The wire map of a message; keypoints as float32 LE bytes (`binary_kp`) or nested lists (JSON)."""
+    if isinstance(msg, ControlMessage):
+        return {**msg.data, "v": msg.v, "stream": msg.stream, "event": msg.event}
+    kp = np.asarray(msg.kp, dtype="<f4")
+    return {
+        "v": msg.v, "stream": msg.stream, "frame": int(msg.frame), "pts": float(msg.pts),
+        "t_capture": float(msg.t_capture), "t_publish": float(msg.t_publish),
+        "size": [int(msg.size[0]), int(msg.size[1])], "joints": msg.joints,
+        "kp": kp.tobytes() if binary_kp else [[float(v) for v in row] for row in kp],
+        "box": [float(v) for v in msg.box], "score": float(msg.score),
+    }
+
+
+def encode(msg: Message, fmt: Format = "msgpack") -> list[bytes]:
+    """[topic, payload] frames for `socket.send_multipart`."""
+    if fmt == "msgpack":
+        payload = msgpack.packb(to_map(msg, binary_kp=True), use_bin_type=True)
+    elif fmt == "json":
+        payload = json.dumps(to_map(msg, binary_kp=False), separators=(",", ":"), allow_nan=False).encode()
+    else:
+        raise ValueError(f"unknown wire format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return [msg.topic.encode(), payload]
+
+
+def decode(parts: Sequence[bytes], max_bytes: int = 1 << 20) -> Message:
+    """Parse [topic, payload] frames (msgpack or JSON, told apart by the first byte) into a message.
+
+    Raises `WireError` for anything malformed: wrong frame count, oversized payload, unknown
+    version, missing or mistyped fields, keypoints of the wrong size, or a topic that does not
+    match the stream it names."""
+    if len(parts) != 2:
+        raise WireError(f"expected 2 frames (topic, payload), got {len(parts)}")
+    topic_raw, payload = bytes(parts[0]), bytes(parts[1])
+    if len(payload) > max_bytes:
+        raise WireError(f"payload of {len(payload)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        topic = topic_raw.decode()
+    except UnicodeDecodeError:
+        raise WireError("topic is not UTF-8") from None
+    m = _parse_payload(payload)
+    if not isinstance(m, dict):
+        raise WireError(f"payload is a {type(m).__name__}, not a map")
+    version = m.get("v")
+    if version != VERSION:
+        raise WireError(f"unsupported schema version {version!r} (this library reads {VERSION})")
+    stream = _get(m, "stream", str)
+    if topic.startswith(CTL_PREFIX):
+        msg: Message = ControlMessage(stream=stream, event=_get(m, "event", str),
+                                      data={k: v for k, v in m.items() if k not in ("v", "stream", "event")})
+    elif topic.startswith(POSE_PREFIX):
+        msg = _pose_from_map(m, stream)
+    else:
+        raise WireError(f"topic {topic!r} is neither {POSE_PREFIX}<stream> nor {CTL_PREFIX}<stream>")
+    if msg.topic != topic:
+        raise WireError(f"topic {topic!r} does not match the message's stream {stream!r}")
+    return msg
+
+
+def _parse_payload(payload: bytes) -> Any:
+    if payload[:1] in (b"{", b"["):
+        try:
+            return json.loads(payload)
+        except (ValueError, RecursionError) as e:
+            raise WireError(f"payload is not valid JSON ({e})") from None
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as e:
+        raise WireError(f"payload is not valid msgpack ({type(e).__name__}: {e})") from None
+
+
+def _get(m: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in m:
+        raise WireError(f"field {key!r} is missing")
+    value = m[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise WireError(f"field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def _number(m: Mapping[str, Any], key: str) -> float:
+    value = float(_get(m, key, (int, float)))
+    if not math.isfinite(value):
+        raise WireError(f"field {key!r} is not finite")
+    return value
+
+
+def _numbers(m: Mapping[str, Any], key: str, n: int) -> list[float]:
+    values = _get(m, key, (list, tuple))
+    if len(values) != n or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise WireError(f"field {key!r} must be {n} numbers")
+    return [float(v) for v in values]
+
+
+def _pose_from_map(m: Mapping[str, Any], stream: str) -> PoseMessage:
+    raw = _get(m, "kp", (bytes, list))
+    if isinstance(raw, bytes):
+        if len(raw) % 12 or not 0 < len(raw) // 12 <= MAX_JOINTS:
+            raise WireError(f"field 'kp' holds {len(raw)} bytes, not (K, 3) float32 with 1 <= K <= {MAX_JOINTS}")
+        kp = np.frombuffer(raw, dtype="<f4").reshape(-1, 3).astype(np.float32)
+    else:
+        if not 0 < len(raw) <= MAX_JOINTS:
+            raise WireError(f"field 'kp' must hold 1..{MAX_JOINTS} joints")
+        try:
+            kp = np.asarray(raw, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise WireError("field 'kp' must be a list of [x, y, confidence] numbers") from None
+        if kp.shape != (len(raw), 3):
+            raise WireError(f"field 'kp' must be (K, 3), got shape {kp.shape}")
+    frame = _get(m, "frame", int)
+    if frame < 0:
+        raise WireError("field 'frame' is negative")
+    size = _numbers(m, "size", 2)
+    return PoseMessage(
+        stream=stream, frame=frame, pts=_number(m, "pts"), t_capture=_number(m, "t_capture"),
+        t_publish=_number(m, "t_publish"), size=(int(size[0]), int(size[1])), joints=_get(m, "joints", str),
+        kp=kp, box=tuple(_numbers(m, "box", 4)), score=_number(m, "score"),  # type: ignore[arg-type]
+    )
