@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from streampose import backends, models
+from streampose.backends import Backend
 from streampose.checkpoint import Checkpoint, CheckpointError, check_joints, load
-from streampose.decode import decode, pose_score
-from streampose.geometry import box_to_center_scale, center_scale_to_box, crop_transform
+from streampose.decode import decode, pose_score, unflip_heatmaps
+from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box, crop_transform
 from streampose.joints import JointSet
 from streampose.pose import Pose
 from streampose.preprocess import preprocess
@@ -52,12 +54,46 @@ def load_model(
     return load(weights, joints=joints)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One frame's network input and the geometry to map its heatmaps back to frame pixels."""
+
+    input: npt.NDArray[np.float32]
+    """(3, S, S) normalised crop."""
+    transform: npt.NDArray[np.float64]
+    """(2, 3) frame -> crop affine."""
+    box: Box
+    """The crop square in frame pixels."""
+
+
+def infer_heatmaps(backend: Backend, batch: npt.NDArray[np.float32], flip: bool = False) -> npt.NDArray[np.float32]:
+    """Heatmaps for a batch; with `flip`, averaged with those of the mirrored crops (the flip test),
+    which costs a second pass and usually gains a point or two of PCK."""
+    heat = backend.infer(batch)
+    if flip:
+        mirrored = backend.infer(np.ascontiguousarray(batch[..., ::-1]))
+        heat = 0.5 * (heat + unflip_heatmaps(mirrored, backend.info.joints.flip))
+    return heat
+
+
+def center_crop(width: int, height: int) -> tuple[npt.NDArray[np.float64], float]:
+    """The paper's centered person: the square of side min(1.25 h, max(w, h)) centred in the frame.
+
+    A person filling the frame height then sits at the training scale (crop side = 1.25 x the
+    person's extent); wide frames lose their sides, square and portrait frames are taken whole."""
+    side = min(1.25 * height, max(width, height))
+    return np.array([(width - 1) / 2.0, (height - 1) / 2.0]), side / PIXELS_PER_SCALE
+
+
 class PoseEstimator:
     """Frames in, poses out: crop, run the network, decode back to frame pixels.
 
     >>> est = PoseEstimator("hg2-lite")
-    >>> pose = est(frame_bgr)                 # the whole frame is the crop
+    >>> pose = est(frame_bgr)                 # the centered person (see `center_crop`)
     >>> pose = est(frame_bgr, box=(x, y, w, h))  # a person box; the crop is 1.25x its longer side
+
+    The streaming runtime uses the two halves separately, `prepare` (per frame, in its
+    preprocessing stage) and `infer` (per batch, in its inference stage).
     """
 
     def __init__(
@@ -66,45 +102,61 @@ class PoseEstimator:
         backend: str = "auto",
         device: str = "cpu",
         box_margin: float = 1.25,
+        flip: bool = False,
     ) -> None:
         """`model`: a loaded checkpoint, a model name or checkpoint path, or an engine built by
         `streampose build`; `backend`: auto (the fastest that works here), torch, onnxruntime, openvino or
-        tensorrt."""
+        tensorrt; `flip`: average with the mirrored image (twice the compute)."""
         if not isinstance(model, Checkpoint) and backends.is_engine(model):
             self.backend = backends.create(backend, model, device=device)
         else:
             ckpt = model if isinstance(model, Checkpoint) else load_model(model)
             self.backend = backends.create(backend, ckpt, device=device)
         self.box_margin = box_margin
+        self.flip = flip
 
     @property
     def joints(self) -> JointSet:
         return self.backend.info.joints
 
+    @property
+    def max_batch(self) -> int:
+        """Frames per backend call (half the backend's limit with the flip test)."""
+        return max(1, self.backend.info.max_batch // 2) if self.flip else self.backend.info.max_batch
+
     def __call__(self, frame: npt.NDArray[np.uint8], box: Box | None = None) -> Pose:
         return self.estimate([frame], None if box is None else [box])[0]
 
+    def prepare(self, frame: npt.NDArray[np.uint8], center: npt.ArrayLike, scale: float) -> Prepared:
+        """The network input for the crop (center, scale) of one frame: one warp, then normalisation."""
+        info = self.backend.info
+        transform = crop_transform(center, scale, info.input_size)
+        x = preprocess([frame], transform[None], info.input_size, info.normalization)[0]
+        b = center_scale_to_box(center, scale)
+        return Prepared(x, transform, (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+
+    def infer(self, prepared: Sequence[Prepared]) -> list[Pose]:
+        """Poses for prepared crops, run in batches of at most `max_batch`."""
+        info = self.backend.info
+        poses: list[Pose] = []
+        for start in range(0, len(prepared), self.max_batch):
+            chunk = prepared[start:start + self.max_batch]
+            heat = infer_heatmaps(self.backend, np.stack([p.input for p in chunk]), self.flip)
+            kps = decode(heat, np.stack([p.transform for p in chunk]), stride=info.stride)
+            for kp, p, score in zip(kps, chunk, pose_score(kps), strict=True):
+                poses.append(Pose(kp, p.box, float(score), info.joints))
+        return poses
+
     def estimate(self, frames: Sequence[npt.NDArray[np.uint8]], boxes: Sequence[Box] | None = None) -> list[Pose]:
-        """One pose per frame, run as batches of at most the backend's max batch."""
+        """One pose per frame: the person in `boxes`, or the centered person."""
         if boxes is not None and len(boxes) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(boxes)} boxes")
-        if not frames:
-            return []
         if boxes is None:
-            centers, scales = box_to_center_scale([(0, 0, f.shape[1], f.shape[0]) for f in frames], margin=1.0)
+            crops = [center_crop(f.shape[1], f.shape[0]) for f in frames]
         else:
             centers, scales = box_to_center_scale(boxes, margin=self.box_margin)
-        info = self.backend.info
-        transforms = crop_transform(centers, scales, info.input_size)
-        poses: list[Pose] = []
-        for start in range(0, len(frames), info.max_batch):
-            sl = slice(start, start + info.max_batch)
-            batch = preprocess(list(frames[sl]), transforms[sl], info.input_size, info.normalization)
-            kps = decode(self.backend.infer(batch), transforms[sl], stride=info.stride)
-            crops = center_scale_to_box(centers[sl], scales[sl])
-            for kp, crop, score in zip(kps, crops, pose_score(kps), strict=True):
-                poses.append(Pose(kp, (crop[0], crop[1], crop[2], crop[3]), float(score), info.joints))
-        return poses
+            crops = [(c, float(s)) for c, s in zip(centers, scales, strict=True)]
+        return self.infer([self.prepare(f, c, s) for f, (c, s) in zip(frames, crops, strict=True)])
 
     def close(self) -> None:
         self.backend.close()

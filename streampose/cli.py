@@ -8,11 +8,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from tqdm import tqdm
-
 import streampose
 from streampose import models
 from streampose.backends import NAMES
+from streampose.wire import to_map
 
 PLANNED = {
     "listen": "print or record the poses a running `streampose run` publishes",
@@ -23,43 +22,81 @@ class UserError(Exception):
     """Reported as one line on stderr with exit code 1."""
 
 
-def parse_box(text: str) -> tuple[float, float, float, float]:
+def _positive_int(text: str) -> int:
     try:
-        x, y, w, h = (float(v) for v in text.split(","))
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"box must be x,y,w,h in pixels, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"box width and height must be positive, got {text!r}")
-    return x, y, w, h
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _crop_spec(text: str) -> str:
+    from streampose.crop import parse_crop
+
+    try:
+        parse_crop(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from streampose.backends import is_engine
-    from streampose.sources import iter_frames
+    from streampose.publish import Publisher
+    from streampose.runtime import PoseStream, Sink
+    from streampose.sinks import KeypointSink, ProgressSink, PublishSink, ShowSink, VideoSink
 
+    specs = [*args.sources, *args.source]
+    if not specs:
+        raise UserError("no source given: pass a video, image, folder, URL or camera index, e.g. `streampose run 0`")
     model = args.model if is_engine(args.model) else streampose.load_model(args.model, pretrained=not args.untrained)
     if args.untrained:
         print(f"streampose: warning: {args.model} has untrained weights: the keypoints are meaningless",
               file=sys.stderr)
-    count = 0
-    with streampose.PoseEstimator(model, backend=args.backend, device=args.device) as est:
-        frames = iter_frames(args.source)
-        for frame in tqdm(frames, desc="frames", unit="f", disable=None, leave=False):
-            pose = est(frame.image, box=args.box)
+    # outputs first, so a bad path fails before any work; the runtime closes them all, also on errors
+    sinks: list[Sink] = []
+    try:
+        if args.show:
+            sinks.append(ShowSink())
+        if args.publish != "none":
+            sinks.append(PublishSink(Publisher(args.publish, fmt=args.format, hwm=args.hwm)))
+        if args.save:
+            sinks.append(VideoSink(args.save, streams=len(specs)))
+        if args.keypoints:
+            sinks.append(KeypointSink(args.keypoints))
+        sinks.append(ProgressSink())
+        stream = PoseStream(specs, model=model, backend=args.backend, device=args.device, crop=args.crop,
+                            max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, flip=args.flip,
+                            smooth=args.smooth, live=args.live, sinks=sinks)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    table = not args.json and all(i.frames == 1 and not i.live for i in stream.infos.values())
+    with stream:
+        for n, result in enumerate(stream, 1):
             if args.json:
-                print(json.dumps({"frame": frame.index, "pts": round(frame.pts, 6), "score": round(pose.score, 4),
-                                  "joints": est.joints.name, "kp": pose.as_dict()}))
-            else:
-                print(f"frame {frame.index}  pts {frame.pts:.3f}s  score {pose.score:.3f}  "
+                print(json.dumps(to_map(result.message(), binary_kp=False)), flush=True)
+            elif table:
+                pose = result.pose
+                print(f"{result.stream}  frame {result.frame.index}  score {pose.score:.3f}  "
                       f"crop {', '.join(f'{v:.0f}' for v in pose.box)}")
                 for name, (x, y, c) in pose.as_dict().items():
                     print(f"  {name:<12}{x:9.1f}{y:9.1f}   {c:.2f}")
-            count += 1
-            if args.max_frames and count >= args.max_frames:
+            if args.max_frames and n >= args.max_frames:
                 break
-    if count == 0:
-        raise UserError(f"{args.source}: no frames could be read")
-    return 0
+    stats = stream.stats
+    for sid, st in stats.items():
+        print(f"streampose run: {sid} ({stream.infos[sid].spec}): {st.delivered} frames, {st.fps:.1f} fps, "
+              f"latency p50 {st.latency_ms():.0f} ms, dropped {st.dropped}", file=sys.stderr)
+    failed = [st.error for st in stats.values() if st.error]
+    for error in failed:
+        print(f"streampose run: error: {error}", file=sys.stderr)
+    if not any(st.delivered for st in stats.values()):
+        raise UserError(f"{', '.join(specs)}: no frames could be read")
+    return 1 if failed else 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -86,22 +123,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"streampose {streampose.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    r = sub.add_parser("run", help="estimate poses in an image, image folder or video file",
-                       description="Estimate the pose of the person in each frame and print the keypoints "
-                                   "(frame pixels, with per-joint confidence).")
-    r.add_argument("source", help="image file, folder of images, or video file")
+    r = sub.add_parser(
+        "run", help="estimate poses in videos, images, streams or cameras; publish, draw and record them",
+        description="Estimate the pose of the person in each frame of every source and publish the keypoints "
+                    "over ZeroMQ (wire format in DESIGN.md); optionally draw them into a video and write them "
+                    "to a file. Files are processed every frame, in order; cameras and URLs are live "
+                    "(stale frames are dropped to keep latency low, and counted).",
+        epilog="examples:\n  streampose run clip.mp4 --save out.mp4 --keypoints k.jsonl\n"
+               "  streampose run 0 --crop track --smooth          # webcam, follow the person\n"
+               "  streampose run a.mp4 b.mp4 --max-batch 8        # two streams, batched together\n"
+               "  streampose listen                               # in another terminal: print the poses",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="video file, image, folder of images, URL (rtsp://, http://) or camera index/device")
+    r.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                   help="another source (repeatable); each gets its own stream id s0, s1, ... in order")
     r.add_argument("--model", default=models.DEFAULT,
                    help=f"model name ({', '.join(models.PRESETS)}), checkpoint path, or engine built by "
                         "`streampose build` (default: %(default)s)")
     r.add_argument("--untrained", action="store_true",
                    help="use fresh weights for a named model (checks the plumbing; keypoints are meaningless)")
-    r.add_argument("--box", type=parse_box, default=None,
-                   help="person box x,y,w,h in pixels (default: the whole frame)")
     r.add_argument("--backend", default="auto", choices=NAMES,
                    help="inference backend; auto: the fastest that works here (default: %(default)s)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
-    r.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
-    r.add_argument("--json", action="store_true", help="print one JSON object per frame instead of a table")
+    r.add_argument("--crop", default="center", type=_crop_spec,
+                   help="which part of the frame the network sees: center (the centered person), track "
+                        "(follow the last pose), detect (HOG person detector) or a person box x,y,w,h "
+                        "(default: %(default)s)")
+    r.add_argument("--max-batch", type=_positive_int, default=4,
+                   help="frames per inference call, gathered across streams (default: %(default)s)")
+    r.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long to wait for a batch to fill; 0 takes what is queued (default: %(default)s)")
+    r.add_argument("--flip", action="store_true", help="flip test: average with the mirrored frame (2x compute)")
+    r.add_argument("--smooth", action="store_true", help="One-Euro smoothing of each joint over time")
+    r.add_argument("--live", action="store_true",
+                   help="play video files at their native rate as live sources (drop stale frames)")
+    r.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+                   help="ZeroMQ endpoint to publish on, or 'none' (default: %(default)s, loopback only)")
+    r.add_argument("--format", default="msgpack", choices=("msgpack", "json"),
+                   help="wire format of published messages (default: %(default)s)")
+    r.add_argument("--hwm", type=_positive_int, default=100,
+                   help="messages queued per slow subscriber before dropping for it (default: %(default)s)")
+    r.add_argument("--save", metavar="VIDEO", help="write the frames with skeletons to this video (H.264 .mp4/.mkv)")
+    r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl or .csv file")
+    r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
+    r.add_argument("--max-frames", type=int, default=0, help="stop after this many poses in all (0: all)")
+    r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("info", help="versions, available backends and this machine's capabilities")

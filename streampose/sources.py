@@ -1,15 +1,23 @@
-"""Where frames come from: image files, image folders and video files.
+"""Where frames come from: image files and folders, video files, network streams and cameras.
 
-Videos are decoded by PyAV with frame threading (files are not latency-bound); every frame is
-yielded once, in order, with its presentation time. Cameras and network streams arrive with the
-streaming runtime.
+Every source yields `Frame`s in order with their index, presentation time and wall-clock capture
+time. Sources are either *file* sources (every frame exactly once, in order; the runtime applies
+back-pressure) or *live* sources (cameras, network streams, or a file played at its native rate
+with `realtime=True`; the runtime keeps only the newest frame and counts the ones it drops).
+
+    with open_source("clip.mp4") as src:
+        for frame in src: ...
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -18,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+NETWORK_TIMEOUT_S = 10.0
 
 
 class SourceError(RuntimeError):
@@ -32,6 +42,45 @@ class Frame:
     """Position in its source, from 0."""
     pts: float
     """Presentation time in seconds (0 for still images)."""
+    t_capture: float = 0.0
+    """Wall-clock time (time.time()) when the frame was read."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What outputs need to know about a source before its first frame."""
+
+    spec: str
+    """What the user gave: a path, URL or camera index."""
+    live: bool
+    width: int | None = None
+    height: int | None = None
+    rate: Fraction | None = None
+    """Nominal frame rate, where the source has one."""
+    time_base: Fraction | None = None
+    """Time base of the video stream's timestamps (video files and streams)."""
+    frames: int | None = None
+    """Frame count where the container says (0 / None: unknown)."""
+    path: str | None = None
+    """The media file, for copying its audio into a recording."""
+
+
+class Source(ABC):
+    """A stream of frames with an explicit lifetime: iterate once, then close (or use `with`)."""
+
+    info: SourceInfo
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None:
+        """Release the file, device or connection. Safe to call twice."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
@@ -41,36 +90,134 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     return np.asarray(image, dtype=np.uint8)
 
 
-def iter_frames(source: str | os.PathLike[str]) -> Iterator[Frame]:
-    """Every frame of an image, a folder of images (sorted by name) or a video file."""
-    path = Path(source)
-    if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise SourceError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        for i, p in enumerate(images):
-            yield Frame(read_image(p), i, 0.0)
-    elif not path.exists():
-        raise SourceError(f"{path}: no such file or folder")
-    elif path.suffix.lower() in IMAGE_SUFFIXES:
-        yield Frame(read_image(path), 0, 0.0)
-    else:
-        yield from _iter_video(path)
+class ImageSource(Source):
+    """One image file, or every image of a folder sorted by name."""
+
+    def __init__(self, path: Path) -> None:
+        if path.is_dir():
+            self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.paths:
+                raise SourceError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        else:
+            self.paths = [path]
+        first = read_image(self.paths[0])
+        self.info = SourceInfo(str(path), live=False, width=first.shape[1], height=first.shape[0],
+                               frames=len(self.paths))
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, p in enumerate(self.paths):
+            yield Frame(read_image(p), i, 0.0, time.time())
 
 
-def _iter_video(path: Path) -> Iterator[Frame]:
-    try:
-        container = av.open(os.fspath(path))
-    except (av.FFmpegError, UnicodeDecodeError) as e:
-        raise SourceError(f"{path}: cannot open as video ({e})") from None
-    with container:
-        if not container.streams.video:
-            raise SourceError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+class AVSource(Source):
+    """A video file or network stream decoded by PyAV, with exact timestamps.
+
+    Files use frame threading (faster, a few frames of delay); network streams keep the default
+    slice threading, since frame threading adds a frame of latency per thread. `realtime=True`
+    plays a file at its native rate, as a live source would deliver it."""
+
+    def __init__(self, spec: str, realtime: bool = False) -> None:
+        network = bool(URL.match(spec)) and not spec.startswith("file:")
+        if not network and not Path(spec).exists():
+            raise SourceError(f"{spec}: no such file or folder")
+        options = {"rtsp_transport": "tcp"} if spec.startswith("rtsp") else {}
         try:
-            for i, frame in enumerate(container.decode(stream)):
-                pts = float(frame.time) if frame.time is not None else 0.0
-                yield Frame(np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8), i, pts)
+            self.container = av.open(spec, options=options, timeout=NETWORK_TIMEOUT_S if network else None)
+        except (av.FFmpegError, UnicodeDecodeError, OSError) as e:
+            what = "cannot connect to the stream" if network else "cannot open as video"
+            raise SourceError(f"{spec}: {what} ({_reason(e)})") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise SourceError(f"{spec}: has no video stream")
+        self.stream = self.container.streams.video[0]
+        if not network:
+            self.stream.thread_type = "AUTO"
+        self.realtime = realtime
+        ctx = self.stream.codec_context
+        self.info = SourceInfo(
+            spec, live=network or realtime, width=ctx.width or None, height=ctx.height or None,
+            rate=Fraction(self.stream.average_rate) if self.stream.average_rate else None,
+            time_base=Fraction(self.stream.time_base) if self.stream.time_base else None,
+            frames=self.stream.frames or None, path=None if network else os.fspath(spec))
+
+    def __iter__(self) -> Iterator[Frame]:
+        start_wall: float | None = None
+        start_pts = 0.0
+        try:
+            for i, frame in enumerate(self.container.decode(self.stream)):
+                pts = float(frame.time) if frame.time is not None else i / float(self.info.rate or 25)
+                if self.realtime:
+                    if start_wall is None:
+                        start_wall, start_pts = time.time(), pts
+                    delay = start_wall + (pts - start_pts) - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+                yield Frame(image, i, pts, time.time())
         except av.FFmpegError as e:
-            raise SourceError(f"{path}: decoding failed ({e})") from None
+            raise SourceError(f"{self.info.spec}: decoding failed ({_reason(e)})") from None
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class CameraSource(Source):
+    """A local camera through OpenCV (V4L2 on Linux), with a one-frame driver buffer for low latency."""
+
+    def __init__(self, spec: str) -> None:
+        device: int | str = int(spec) if spec.isdigit() else spec
+        self.capture = cv2.VideoCapture(device, cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY)
+        if not self.capture.isOpened():
+            self.capture.release()
+            hint = f"/dev/video{spec}" if spec.isdigit() else spec
+            raise SourceError(f"camera {spec}: cannot open {hint} (no such camera, or it is busy); "
+                              "check `ls /dev/video*` and that no other program uses it")
+        self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.info = SourceInfo(spec, live=True, width=int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)) or None,
+                               height=int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) or None,
+                               rate=Fraction(fps).limit_denominator(1001) if fps > 0 else None)
+
+    def __iter__(self) -> Iterator[Frame]:
+        t0, i = time.time(), 0
+        while True:
+            ok, image = self.capture.read()
+            if not ok:
+                if i == 0:
+                    raise SourceError(f"camera {self.info.spec}: opened but delivers no frames")
+                return
+            now = time.time()
+            yield Frame(np.asarray(image, dtype=np.uint8), i, now - t0, now)
+            i += 1
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def open_source(spec: str | os.PathLike[str], realtime: bool = False) -> Source:
+    """A source from what a user types: a camera index (`0`) or device (`/dev/video0`), a URL
+    (`rtsp://`, `http://`, ...), an image file, a folder of images, or a video file.
+
+    `realtime` plays a video file at its native rate as a live source (for latency measurements
+    and for replaying recordings as if they were cameras)."""
+    text = os.fspath(spec)
+    if text.isdigit() or text.startswith("/dev/video"):
+        return CameraSource(text)
+    if URL.match(text):
+        return AVSource(text)
+    path = Path(text)
+    if not path.exists():
+        raise SourceError(f"{text}: no such file or folder")
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return AVSource(text, realtime=realtime)
+
+
+def iter_frames(source: str | os.PathLike[str]) -> Iterator[Frame]:
+    """Every frame of a source, in order (the source is closed when iteration ends)."""
+    with open_source(source) as src:
+        yield from src
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e)

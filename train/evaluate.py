@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from streampose.api import infer_heatmaps
 from streampose.backends import Backend
-from streampose.decode import decode, unflip_heatmaps
+from streampose.decode import decode
 from streampose.geometry import crop_transform
 from streampose.joints import LIMBS12, JointSet
 from streampose.preprocess import preprocess
@@ -43,11 +44,7 @@ def predict(backend: Backend, dataset: Dataset, flip: bool = False, batch: int =
         frames = [read_image(a.image) for a in chunk]
         m = crop_transform(np.array([a.center for a in chunk]), np.array([a.scale for a in chunk]), info.input_size)
         x = preprocess(frames, m, info.input_size, info.normalization)
-        heat = backend.infer(x)
-        if flip:
-            mirrored = backend.infer(np.ascontiguousarray(x[..., ::-1]))
-            heat = 0.5 * (heat + unflip_heatmaps(mirrored, info.joints.flip))
-        out.append(decode(heat, m, stride=info.stride))
+        out.append(decode(infer_heatmaps(backend, x, flip), m, stride=info.stride))
     return np.concatenate(out) if out else np.zeros((0, len(info.joints), 3), np.float32)
 
 

@@ -1,0 +1,474 @@
+"""The streaming runtime: sources -> crop -> batch -> backend -> decode -> smooth -> sinks.
+
+Stages run concurrently with bounded queues, so decoding, preprocessing, inference and the
+sinks (publishing, rendering, writing) overlap:
+
+    reader thread per source --inbox--> preprocess thread --prepared--> inference thread
+        --results--> the consumer (whoever iterates `PoseStream`; sinks run there)
+
+File sources deliver every frame exactly once, in order: a full inbox blocks the reader
+(back-pressure). Live sources keep only the newest frame: the inbox holds one, and a batch keeps
+only the newest frame of each live stream; every frame dropped is counted. Stream events
+(start / end / error) travel through the same queues as the frames, so each stream's results
+arrive between its start and its end, in order. No queue is unbounded.
+
+    with PoseStream("clip.mp4") as stream:
+        for result in stream:
+            print(result.frame.index, result.pose["l_wrist"])
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from streampose import models
+from streampose.api import PoseEstimator, Prepared
+from streampose.checkpoint import Checkpoint
+from streampose.crop import Crop, CropPolicy, parse_crop
+from streampose.pose import Pose
+from streampose.smoothing import OneEuro
+from streampose.sources import Frame, Source, SourceError, SourceInfo, open_source
+from streampose.wire import PoseMessage
+
+POLL_S = 0.05  # how often blocked stages look at the stop flag
+
+
+@dataclass(frozen=True)
+class Result:
+    """One frame's pose, with the frame it came from."""
+
+    stream: str
+    frame: Frame
+    pose: Pose
+
+    def message(self, t_publish: float | None = None) -> PoseMessage:
+        """The wire-format message for this pose."""
+        h, w = self.frame.image.shape[:2]
+        return PoseMessage(stream=self.stream, frame=self.frame.index, pts=self.frame.pts,
+                           t_capture=self.frame.t_capture, t_publish=time.time() if t_publish is None else t_publish,
+                           size=(w, h), joints=self.pose.joints.name, kp=self.pose.keypoints, box=self.pose.box,
+                           score=self.pose.score)
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A stream's start, its end (`eos`) or the error that ended it, in order with its results."""
+
+    stream: str
+    kind: Literal["start", "eos", "error"]
+    info: SourceInfo
+    error: str | None = None
+
+
+class Sink:
+    """What happens to each pose: override what you need (DeepLabCut-Live's processor hook).
+
+    Sinks run in the consumer's thread, one call at a time, in stream order."""
+
+    def start(self, event: StreamEvent, stats: StreamStats) -> None:
+        """A stream begins; `event.info` has its size and rate where known."""
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        """One frame's pose."""
+
+    def end(self, event: StreamEvent, stats: StreamStats) -> None:
+        """A stream ended (`eos`) or failed (`error`)."""
+
+    def close(self) -> None:
+        """Flush and release outputs; called once when the runtime stops, also after errors or Ctrl-C."""
+
+
+@dataclass
+class StreamStats:
+    """Counters of one stream, updated as it runs."""
+
+    stream: str
+    delivered: int = 0
+    dropped_inbox: int = 0
+    dropped_batch: int = 0
+    started: float = field(default_factory=time.time)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    ended: bool = False
+    error: str | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Live frames skipped as stale (always 0 for file sources)."""
+        return self.dropped_inbox + self.dropped_batch
+
+    @property
+    def fps(self) -> float:
+        return self.delivered / max(time.time() - self.started, 1e-9)
+
+    def latency_ms(self, q: float = 50.0) -> float:
+        """A percentile of the latency from capture to the sinks (publish) over recent frames, in ms."""
+        return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": self.delivered, "dropped": self.dropped, "fps": round(self.fps, 2),
+                "latency_ms_p50": round(self.latency_ms(50), 2), "latency_ms_p99": round(self.latency_ms(99), 2)}
+
+
+@dataclass
+class _Stream:
+    id: str
+    source: Source
+    policy: CropPolicy
+    smoother: OneEuro | None
+    inbox: _Inbox
+    stats: StreamStats
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class _Item:
+    stream: _Stream
+    frame: Frame
+    crop: Crop
+    prepared: Prepared
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+_DONE = object()
+
+
+class _Inbox:
+    """Frames (and events) from one reader to the preprocess stage. File sources block when it is
+    full; live sources replace the oldest waiting frame and count the drop. Events are never dropped."""
+
+    def __init__(self, cond: threading.Condition, capacity: int, live: bool, stats: StreamStats) -> None:
+        self.cond, self.capacity, self.live, self.stats = cond, capacity, live, stats
+        self.items: deque[Frame | StreamEvent] = deque()
+
+    def put(self, item: Frame | StreamEvent, stop: threading.Event) -> None:
+        with self.cond:
+            if isinstance(item, Frame):
+                if self.live:
+                    while sum(isinstance(i, Frame) for i in self.items) >= self.capacity:
+                        self._drop_oldest_frame()
+                else:
+                    while len(self.items) >= self.capacity and not stop.is_set():
+                        self.cond.wait(POLL_S)
+            self.items.append(item)
+            self.cond.notify_all()
+
+    def _drop_oldest_frame(self) -> None:
+        for i, it in enumerate(self.items):
+            if isinstance(it, Frame):
+                del self.items[i]
+                self.stats.dropped_inbox += 1
+                return
+
+
+class PoseStream:
+    """Poses from one or more sources, as an iterator of `Result`s, with sinks called on the way.
+
+    `sources`: paths, URLs or camera indices (see `open_source`); stream ids are `names` or
+    `s0`, `s1`, ... in the order given. `crop`: `center`, `track`, `detect` or `x,y,w,h`.
+    `live`: play files at their native rate as live sources (cameras and URLs are always live).
+    """
+
+    def __init__(
+        self,
+        sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        model: Checkpoint | str | os.PathLike[str] = models.DEFAULT,
+        backend: str = "auto",
+        device: str = "cpu",
+        crop: str = "center",
+        max_batch: int = 4,
+        max_wait_ms: float = 0.0,
+        flip: bool = False,
+        smooth: bool = False,
+        live: bool = False,
+        names: Sequence[str] | None = None,
+        sinks: Sequence[Sink] = (),
+        on_pose: Callable[[Result], None] | None = None,
+        estimator: PoseEstimator | None = None,
+    ) -> None:
+        specs = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+        if not specs:
+            raise ValueError("no sources given")
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError(f"need max_batch >= 1 and max_wait_ms >= 0, got {max_batch} and {max_wait_ms}")
+        ids = list(names) if names is not None else [f"s{i}" for i in range(len(specs))]
+        if len(ids) != len(specs) or len(set(ids)) != len(ids):
+            raise ValueError(f"need {len(specs)} distinct stream names, got {ids}")
+        policy = parse_crop(crop)
+        self.sinks = list(sinks) + ([_CallbackSink(on_pose)] if on_pose else [])
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._streams: list[_Stream] = []
+        try:
+            for sid, spec in zip(ids, specs, strict=True):
+                src = open_source(spec, realtime=live)
+                stats = StreamStats(sid)
+                capacity = 1 if src.info.live else 2 * max_batch + 2
+                self._streams.append(_Stream(sid, src, policy(), OneEuro() if smooth else None,
+                                             _Inbox(self._cond, capacity, src.info.live, stats), stats))
+            self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip)
+        except BaseException:
+            for s in self._streams:
+                s.source.close()
+            raise
+        self.max_batch = min(max_batch, self.estimator.max_batch)
+        self.max_wait = max_wait_ms / 1e3
+        self._prepared: queue.Queue[object] = queue.Queue(maxsize=self.max_batch)
+        self._results: queue.Queue[object] = queue.Queue(maxsize=2 * self.max_batch + 4)
+        self._threads: list[threading.Thread] = []
+        self.cpu_seconds: dict[str, float] = {}
+        """Thread CPU time per stage (read, preprocess, infer), summed over streams, for benchmarks."""
+        self._closed = False
+
+    @property
+    def stats(self) -> dict[str, StreamStats]:
+        return {s.id: s.stats for s in self._streams}
+
+    @property
+    def infos(self) -> dict[str, SourceInfo]:
+        return {s.id: s.source.info for s in self._streams}
+
+    # --- the consumer --------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Result]:
+        if self._threads:
+            raise RuntimeError("a PoseStream can be iterated once")
+        self._start()
+        by_id = {s.id: s for s in self._streams}
+        while True:
+            item = self._results.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            if isinstance(item, StreamEvent):
+                st = by_id[item.stream].stats
+                if item.kind == "start":
+                    st.started = time.time()
+                    for sink in self.sinks:
+                        sink.start(item, st)
+                else:
+                    st.ended, st.error = True, item.error
+                    for sink in self.sinks:
+                        sink.end(item, st)
+                continue
+            assert isinstance(item, Result)
+            st = by_id[item.stream].stats
+            st.delivered += 1
+            st.latencies.append(time.time() - item.frame.t_capture)
+            for sink in self.sinks:
+                sink.pose(item, st)
+            yield item
+
+    def run(self, max_frames: int = 0) -> dict[str, StreamStats]:
+        """Consume every result (sinks do the work), then close; `max_frames` > 0 stops early."""
+        with self:
+            for n, _ in enumerate(self, 1):
+                if max_frames and n >= max_frames:
+                    break
+        return self.stats
+
+    def close(self) -> None:
+        """Stop every stage, close sources, backend and sinks. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        for s in self._streams:
+            if not any(t.name == f"read-{s.id}" for t in self._threads):
+                s.source.close()  # readers close their own source when they finish
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as e:  # one failing output must not keep the others from closing
+                errors.append(e)
+        self.estimator.close()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> PoseStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the stages ----------------------------------------------------------------------------
+    def _start(self) -> None:
+        for s in self._streams:
+            self._threads.append(threading.Thread(target=self._read, args=(s,), name=f"read-{s.id}", daemon=True))
+        self._threads.append(threading.Thread(target=self._stage, args=("preprocess", self._preprocess),
+                                              name="preprocess", daemon=True))
+        self._threads.append(threading.Thread(target=self._stage, args=("infer", self._infer),
+                                              name="infer", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def _count_cpu(self, stage: str) -> None:
+        with self._cond:
+            self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + time.thread_time()
+
+    def _stage(self, name: str, body: Callable[[], None]) -> None:
+        """Run a stage; an unexpected error ends the run and is raised in the consumer."""
+        try:
+            body()
+        except BaseException as e:
+            self._stop.set()
+            self._put(self._results, _Failure(e), force=True)
+        finally:
+            self._count_cpu(name)
+
+    def _put(self, q: queue.Queue[object], item: object, force: bool = False) -> bool:
+        """Blocking put that gives up when the runtime stops (unless `force`: failures must arrive)."""
+        while force or not self._stop.is_set():
+            try:
+                q.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                if force and self._stop.is_set():
+                    _drain(q)
+        return False
+
+    def _read(self, s: _Stream) -> None:
+        info, stop = s.source.info, self._stop
+        try:
+            s.inbox.put(StreamEvent(s.id, "start", info), stop)
+            for frame in s.source:
+                if stop.is_set():
+                    return
+                s.inbox.put(frame, stop)
+            s.inbox.put(StreamEvent(s.id, "eos", info), stop)
+        except SourceError as e:
+            s.inbox.put(StreamEvent(s.id, "error", info, str(e)), stop)
+        except Exception as e:  # a reader must always end its stream, whatever broke
+            s.inbox.put(StreamEvent(s.id, "error", info, f"{info.spec}: {type(e).__name__}: {e}"), stop)
+        finally:
+            s.source.close()
+            self._count_cpu("read")
+
+    def _next_input(self, turn: int) -> tuple[_Stream, Frame | StreamEvent] | None:
+        """The next waiting item, taking streams in turn so none starves; None when all ended or stopping."""
+        with self._cond:
+            while not self._stop.is_set():
+                open_streams = [s for s in self._streams if not s.finished]
+                if not open_streams:
+                    return None
+                for k in range(len(self._streams)):
+                    s = self._streams[(turn + k) % len(self._streams)]
+                    if s.inbox.items:
+                        item = s.inbox.items.popleft()
+                        self._cond.notify_all()  # a blocked reader may continue
+                        if isinstance(item, StreamEvent) and item.kind != "start":
+                            s.finished = True
+                        return s, item
+                self._cond.wait(POLL_S)
+        return None
+
+    def _preprocess(self) -> None:
+        turn = 0
+        while (got := self._next_input(turn)) is not None:
+            turn += 1
+            s, item = got
+            if isinstance(item, StreamEvent):
+                if not self._put(self._prepared, item):
+                    return
+                continue
+            with s.lock:
+                crop = s.policy.crop(item.image)
+            prepared = self.estimator.prepare(item.image, crop.center, crop.scale)
+            if not self._put(self._prepared, _Item(s, item, crop, prepared)):
+                return
+        self._put(self._prepared, _DONE)
+
+    def _infer(self) -> None:
+        pending: object = None
+        while not self._stop.is_set():
+            item = pending if pending is not None else self._get(self._prepared)
+            pending = None
+            if item is None:
+                continue
+            if not isinstance(item, _Item):
+                self._put(self._results, item)
+                if item is _DONE:
+                    return
+                continue
+            batch = [item]
+            deadline = time.perf_counter() + self.max_wait
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.perf_counter()
+                try:
+                    nxt = self._prepared.get(timeout=remaining) if remaining > 0 else self._prepared.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(nxt, _Item):
+                    pending = nxt  # an event or the end: run what we have first, keeping the order
+                    break
+                batch.append(nxt)
+            for result in self._run_batch(_newest_per_live_stream(batch)):
+                if not self._put(self._results, result):
+                    return
+
+    def _get(self, q: queue.Queue[object]) -> object:
+        try:
+            return q.get(timeout=POLL_S)
+        except queue.Empty:
+            return None
+
+    def _run_batch(self, batch: list[_Item]) -> list[Result]:
+        poses = self.estimator.infer([it.prepared for it in batch])
+        out = []
+        for it, pose in zip(batch, poses, strict=True):
+            s = it.stream
+            with s.lock:
+                s.policy.update(pose.keypoints, it.crop)
+            if s.smoother is not None:
+                pose = Pose(s.smoother(pose.keypoints, it.frame.pts), pose.box, pose.score, pose.joints)
+            out.append(Result(s.id, it.frame, pose))
+        return out
+
+
+def _newest_per_live_stream(batch: list[_Item]) -> list[_Item]:
+    """Keep every frame of file streams, and only the newest frame of each live stream."""
+    newest: dict[str, int] = {}
+    for i, it in enumerate(batch):
+        if it.stream.inbox.live:
+            newest[it.stream.id] = i
+    kept = []
+    for i, it in enumerate(batch):
+        if it.stream.inbox.live and newest[it.stream.id] != i:
+            it.stream.stats.dropped_batch += 1
+        else:
+            kept.append(it)
+    return kept
+
+
+def _drain(q: queue.Queue[object]) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
+
+
+class _CallbackSink(Sink):
+    def __init__(self, fn: Callable[[Result], None]) -> None:
+        self.fn = fn
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        self.fn(result)

@@ -1,0 +1,183 @@
+"""What the runtime does with each pose: publish it, draw it into a video, write it to a file, show it.
+
+Each is a `Sink` (see `streampose.runtime`); pass any mix to `PoseStream(..., sinks=[...])`, or
+write your own by overriding `Sink.pose`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from streampose.draw import draw_hud, draw_pose
+from streampose.outputs import KeypointWriter, VideoWriter
+from streampose.publish import Publisher
+from streampose.runtime import Result, Sink, StreamEvent, StreamStats
+from streampose.wire import ControlMessage
+
+
+class PublishSink(Sink):
+    """Keypoints over ZeroMQ (wire format v1), with start / eos / error and periodic stats on `ctl/<stream>`."""
+
+    def __init__(self, publisher: Publisher, stats_every: float = 1.0) -> None:
+        self.publisher, self.stats_every = publisher, stats_every
+        self._next_stats: dict[str, float] = {}
+        self._open: dict[str, StreamStats] = {}
+
+    def start(self, event: StreamEvent, stats: StreamStats) -> None:
+        i = event.info
+        self._open[event.stream] = stats
+        self.publisher.send(ControlMessage(event.stream, "start", {
+            "source": i.spec, "live": i.live, "size": [i.width, i.height] if i.width and i.height else None,
+            "rate": float(i.rate) if i.rate else None}))
+        self._next_stats[event.stream] = time.monotonic() + self.stats_every
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        self.publisher.send(result.message())
+        if time.monotonic() >= self._next_stats.get(result.stream, 0.0):
+            self._next_stats[result.stream] = time.monotonic() + self.stats_every
+            self.publisher.send(ControlMessage(result.stream, "stats", stats.to_dict()))
+
+    def end(self, event: StreamEvent, stats: StreamStats) -> None:
+        self._open.pop(event.stream, None)
+        data: dict[str, Any] = stats.to_dict()
+        if event.error:
+            data["message"] = event.error
+        self.publisher.send(ControlMessage(event.stream, event.kind, data))
+
+    def close(self) -> None:
+        """Streams still open (Ctrl-C, an error elsewhere) get their eos, marked interrupted."""
+        for stream, stats in self._open.items():
+            self.publisher.send(ControlMessage(stream, "eos", {**stats.to_dict(), "interrupted": True}))
+        self._open.clear()
+        self.publisher.close()
+
+
+class KeypointSink(Sink):
+    """Every pose to one JSON-lines or CSV file (by suffix); rows carry their stream id."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.writer = KeypointWriter(path)
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        self.writer.write(result.message())
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class VideoSink(Sink):
+    """The frames with their skeletons drawn (and an fps / latency HUD) to a video file per stream,
+    with the input's timing and audio. Several streams write `NAME-<stream>.EXT`."""
+
+    def __init__(self, path: str | os.PathLike[str], streams: int = 1, hud: bool = True,
+                 min_conf: float = 0.3) -> None:
+        self.path, self.multi, self.hud, self.min_conf = Path(path), streams > 1, hud, min_conf
+        self.writers: dict[str, VideoWriter] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.timed: dict[str, bool] = {}
+
+    def path_for(self, stream: str) -> Path:
+        return self.path.with_name(f"{self.path.stem}-{stream}{self.path.suffix}") if self.multi else self.path
+
+    def start(self, event: StreamEvent, stats: StreamStats) -> None:
+        i = event.info
+        if i.width and i.height:
+            self._open(event.stream, i.width, i.height, event)
+
+    def _open(self, stream: str, width: int, height: int, event: StreamEvent | None) -> VideoWriter:
+        info = event.info if event else None
+        rate = info.rate if info and info.rate else 25
+        # still images have no timestamps: space them at the nominal rate
+        self.timed[stream] = bool(info and info.time_base)
+        w = self.writers[stream] = VideoWriter(self.path_for(stream), width, height, rate,
+                                               time_base=info.time_base if info else None,
+                                               audio_from=info.path if info and not info.live else None)
+        self.sizes[stream] = (width, height)
+        return w
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        image = result.frame.image
+        h, w = image.shape[:2]
+        writer = self.writers.get(result.stream) or self._open(result.stream, w, h, None)
+        size = self.sizes[result.stream]
+        canvas = render(result, stats if self.hud else None, self.min_conf)
+        if (w, h) != size:  # image folders may mix sizes; the video keeps the first
+            canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
+        writer.write(canvas, result.frame.pts if self.timed[result.stream] else None)
+
+    def end(self, event: StreamEvent, stats: StreamStats) -> None:
+        w = self.writers.pop(event.stream, None)
+        if w is not None:
+            w.close()
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+        self.writers.clear()
+
+
+class ShowSink(Sink):
+    """A window per stream (needs an OpenCV build with a GUI, i.e. `opencv-python`, not `-headless`).
+    `q` or Esc stops the run."""
+
+    def __init__(self, min_conf: float = 0.3) -> None:
+        if re.search(r"GUI:\s+NONE", cv2.getBuildInformation()):
+            raise ValueError("--show needs OpenCV with a GUI: pip install opencv-python "
+                             "(this one is opencv-python-headless); use --save out.mp4 instead")
+        self.min_conf = min_conf
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        cv2.imshow(f"streampose {result.stream}", render(result, stats, self.min_conf))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+
+class ProgressSink(Sink):
+    """A progress bar per file stream (frames, fps, ETA) and a stats line for live streams, on stderr."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm[Any]] = {}
+
+    def start(self, event: StreamEvent, stats: StreamStats) -> None:
+        total = None if event.info.live else event.info.frames
+        self.bars[event.stream] = tqdm(total=total, desc=event.stream, unit="f", disable=None, leave=False,
+                                       dynamic_ncols=True)
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        bar = self.bars.get(result.stream)
+        if bar is None:
+            return
+        bar.update(1)
+        if stats.delivered % 10 == 0:
+            bar.set_postfix(latency=f"{stats.latency_ms():.0f}ms", dropped=stats.dropped, refresh=False)
+
+    def end(self, event: StreamEvent, stats: StreamStats) -> None:
+        bar = self.bars.pop(event.stream, None)
+        if bar is not None:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def render(result: Result, stats: StreamStats | None, min_conf: float = 0.3) -> np.ndarray[Any, Any]:
+    """A copy of the frame with the skeleton, its crop box and (with `stats`) an fps / latency HUD."""
+    canvas = result.frame.image.copy()
+    draw_pose(canvas, result.pose.keypoints, result.pose.joints, min_conf=min_conf, box=result.pose.box)
+    if stats is not None:
+        draw_hud(canvas, [f"{stats.fps:.1f} fps", f"latency {stats.latency_ms():.0f} ms",
+                          f"frame {result.frame.index}"])
+    return canvas
