@@ -1,4 +1,5 @@
-"""Model-only benchmark: every available backend x precision x batch size, against this CPU's own peak.
+"""Benchmarks. Model-only: every available backend x precision x batch size, against this CPU's own
+peak. Pipeline: a real clip end to end through the runtime, against the same backend alone.
 
 The peak is measured here, once per run, by a short matrix-multiply probe per precision (torch:
 fp32 and bf16 GEMM, int8 `_int_mm`), so "share of peak" is honest on any machine. Each figure is
@@ -7,7 +8,9 @@ the median of repeated timed rounds after warm-up.
 
 from __future__ import annotations
 
+import os
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -17,8 +20,13 @@ import numpy as np
 
 from engine.build import build
 from engine.source import load_source
+from streampose.api import PoseEstimator
 from streampose.backends import Backend, BackendUnavailable, create, installed
 from streampose.model import conv_macs
+from streampose.publish import Publisher
+from streampose.runtime import PoseStream, StreamStats
+from streampose.sinks import PublishSink
+from streampose.subscriber import Subscriber
 
 # (backend, precision, engine target): what runs where
 COMBOS = (("torch", "fp32", None), ("onnxruntime", "fp32", "onnx"), ("openvino", "fp32", "openvino"),
@@ -163,3 +171,87 @@ def format_row(r: Row) -> str:
     share = f"{100 * r.share_of_peak:.0f}%" if r.share_of_peak is not None else "-"
     return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{r.ms_per_batch:>10.2f}"
             f"{r.images_per_s:>9.1f}{r.gflops:>9.1f}{share:>7}")
+
+
+@dataclass(frozen=True)
+class PipelineRow:
+    """The full pipeline on a real clip against the same backend timed alone, measured alternately."""
+
+    model: str
+    backend: str
+    precision: str
+    batch: int
+    clip: str
+    live: bool
+    frames: int
+    fps: float
+    """End to end: decode, crop, infer, decode heatmaps, publish over ZeroMQ to a subscriber."""
+    model_fps: float
+    """The backend alone at the same batch size, same run."""
+    model_ms: float
+    """The backend alone, ms per batch of this size."""
+    latency_ms_p50: float
+    latency_ms_p99: float
+    """Capture (decode) to publish."""
+    dropped: int
+    cpu_ms_per_frame: dict[str, float]
+    """Thread CPU time per stage (read, preprocess, infer, sinks) per delivered frame."""
+
+    @property
+    def efficiency(self) -> float:
+        return self.fps / self.model_fps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "efficiency": self.efficiency}
+
+
+def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False
+                 ) -> tuple[int, float, StreamStats, dict[str, float]]:
+    """One pass of `clip` through the runtime, publishing to a real subscriber on loopback.
+    Returns (frames, seconds, stream stats, CPU seconds per stage)."""
+    with Publisher("tcp://127.0.0.1:*", hwm=1000) as pub, Subscriber(pub.endpoint, timeout=1.0) as sub:
+        reader = threading.Thread(target=lambda: sum(1 for _ in sub), daemon=True)
+        reader.start()
+        stream = PoseStream(clip, estimator=PoseEstimator(backend=backend), max_batch=batch, live=live,
+                            sinks=[PublishSink(pub)])
+        t0, c0 = time.perf_counter(), time.thread_time()
+        stats = stream.run()["s0"]
+        seconds, consumer_cpu = time.perf_counter() - t0, time.thread_time() - c0
+        reader.join(timeout=5)
+    return stats.delivered, seconds, stats, {**stream.cpu_seconds, "sinks": consumer_cpu}
+
+
+def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "engines/cache",
+             names: list[str] | None = None, rounds: int = 3, live: bool = False) -> list[PipelineRow]:
+    """End-to-end fps (or, `live`, latency at the clip's native rate) against model-only fps, alternating
+    model-only and pipeline rounds so that machine noise hits both alike; medians are reported."""
+    rows = []
+    for model in models:
+        for name, precision, backend in backends_for(model, cache, names):
+            with backend:
+                for batch in batches:
+                    model_s, e2e_fps, runs = [], [], []
+                    for _ in range(rounds):
+                        model_s.append(time_batches(backend, batch, rounds=1, round_s=2.0))
+                        frames, seconds, stats, cpu = run_pipeline(backend, clip, batch, live)
+                        e2e_fps.append(frames / seconds)
+                        runs.append((frames, stats, cpu))
+                    frames, stats, cpu = runs[len(runs) // 2]
+                    sec = statistics.median(model_s)
+                    rows.append(PipelineRow(
+                        model, name, precision, batch, os.path.basename(clip), live, frames, statistics.median(e2e_fps),
+                        batch / sec, 1000 * sec, stats.latency_ms(50), stats.latency_ms(99), stats.dropped,
+                        {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()}))
+                    print(format_pipeline(rows[-1]), flush=True)
+    return rows
+
+
+PIPELINE_HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'mode':>6}{'e2e fps':>9}{'model':>8}"
+                   f"{'ratio':>7}{'lat p50':>9}{'p99':>7}{'model ms':>9}{'drop':>6}  CPU-ms/frame by stage")
+
+
+def format_pipeline(r: PipelineRow) -> str:
+    stages = " ".join(f"{k} {v:.1f}" for k, v in r.cpu_ms_per_frame.items())
+    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{'live' if r.live else 'file':>6}"
+            f"{r.fps:>9.1f}{r.model_fps:>8.1f}{r.efficiency:>7.2f}{r.latency_ms_p50:>9.1f}{r.latency_ms_p99:>7.1f}"
+            f"{r.model_ms:>9.1f}{r.dropped:>6}  {stages}")

@@ -63,11 +63,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v.set_defaults(func=cmd_verify)
 
 
-    n = sub.add_parser("bench", help="benchmark backends (model-only): images/s, ms per batch, share of CPU peak",
-                       description="Model-only benchmark of every available backend x precision x batch size, with "
-                                   "the achieved GFLOP/s as a share of this CPU's peak, measured by a short GEMM probe "
-                                   "in the same run. Engines are built once into --cache. Run on an idle machine.")
-    n.add_argument("--model-only", action="store_true", help="time the network alone (the only mode so far)")
+    n = sub.add_parser("bench", help="benchmark backends (model-only) and the full pipeline on a real clip",
+                       description="Model-only: every available backend x precision x batch size, with the achieved "
+                                   "GFLOP/s as a share of this CPU's peak, measured by a short GEMM probe in the same "
+                                   "run. With --e2e CLIP: the clip through the whole runtime (decode, crop, infer, "
+                                   "publish to a subscriber) against the same backend alone, alternating the two; "
+                                   "with --live, the clip is played at its native rate and the capture-to-publish "
+                                   "latency is what counts. Engines are built once into --cache. Run on an idle "
+                                   "machine.")
+    n.add_argument("--model-only", action="store_true", help="the model-only table (the default; with --e2e, print both)")
+    n.add_argument("--e2e", metavar="CLIP", default=None, help="also run this clip end to end through the runtime")
+    n.add_argument("--live", action="store_true", help="--e2e as a live source (native rate, stale frames dropped)")
     n.add_argument("--models", default=",".join(models.shipped()) or models.DEFAULT,
                    help="comma-separated model names or checkpoints; a named model without installed weights is "
                         "timed with random weights (default: %(default)s)")
@@ -147,26 +153,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import platform
+    from pathlib import Path
 
     import torch
 
-    from engine.bench import HEADER, model_only, peak_probe, peaks_of
+    from engine.bench import PIPELINE_HEADER, pipeline
     from streampose.info import cpu
 
     try:
         batches = [int(v) for v in args.batches.split(",")]
     except ValueError:
         raise ValueError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
+    if args.e2e and not Path(args.e2e).is_file():
+        raise ValueError(f"--e2e {args.e2e}: no such clip")
+    names = [v for v in args.backends.split(",") if v] or None
+    model_names = [v for v in args.models.split(",") if v]
     machine = cpu()
+    print(f"{machine['model']}, {machine['cores']} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    report: dict[str, object] = {"machine": machine, "python": platform.python_version()}
+    if not args.e2e or args.model_only:
+        report.update(_bench_model_only(model_names, batches, args.cache, names, args.rounds))
+    if args.e2e:
+        print(PIPELINE_HEADER)
+        rows = pipeline(model_names, args.e2e, batches, cache=args.cache, names=names, rounds=args.rounds,
+                        live=args.live)
+        print("ratio: end-to-end fps / model-only fps at the same batch, alternating rounds; latency: capture to "
+              "publish; CPU-ms: thread CPU time per delivered frame")
+        report["pipeline"] = [r.to_dict() for r in rows]
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def _bench_model_only(model_names: list[str], batches: list[int], cache: str, names: list[str] | None,
+                      rounds: int) -> dict[str, object]:
+    from engine.bench import HEADER, model_only, peak_probe, peaks_of
+
     probe = peak_probe()
     peaks = peaks_of(probe)
-    print(f"{machine['model']}, {machine['cores']} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for precision, impls in probe.items():
         print(f"peak {precision}: {peaks[precision]:.0f} GFLOP/s  (GEMM probe: "
               + ", ".join(f"{k} {v:.0f}" for k, v in impls.items()) + ")")
     print(HEADER)
-    rows = model_only([v for v in args.models.split(",") if v], batches, cache=args.cache,
-                      names=[v for v in args.backends.split(",") if v] or None, peaks=peaks, rounds=args.rounds)
+    rows = model_only(model_names, batches, cache=cache, names=names, peaks=peaks, rounds=rounds)
     if not rows:
         raise ValueError("no backend could be benchmarked")
     best = max(rows, key=lambda r: r.share_of_peak or 0.0)
@@ -175,10 +204,4 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"batch {best.batch})")
     print("GFLOP/s counts direct-convolution work (2 x conv MACs per image); above 100% of peak an engine does "
           "fewer operations than that (e.g. Winograd 3x3 convolutions)")
-    if args.json:
-        from pathlib import Path
-
-        Path(args.json).write_text(json.dumps({"machine": machine, "python": platform.python_version(),
-                                               "peak_probe_gflops": probe, "peaks_gflops": peaks,
-                                               "rows": [r.to_dict() for r in rows]}, indent=1))
-    return 0
+    return {"peak_probe_gflops": probe, "peaks_gflops": peaks, "rows": [r.to_dict() for r in rows]}

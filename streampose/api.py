@@ -99,15 +99,18 @@ class PoseEstimator:
     def __init__(
         self,
         model: Checkpoint | str | os.PathLike[str] = models.DEFAULT,
-        backend: str = "auto",
+        backend: str | Backend = "auto",
         device: str = "cpu",
         box_margin: float = 1.25,
         flip: bool = False,
     ) -> None:
         """`model`: a loaded checkpoint, a model name or checkpoint path, or an engine built by
         `streampose build`; `backend`: auto (the fastest that works here), torch, onnxruntime, openvino or
-        tensorrt; `flip`: average with the mirrored image (twice the compute)."""
-        if not isinstance(model, Checkpoint) and backends.is_engine(model):
+        tensorrt, or an open `Backend` (then `model` is ignored); `flip`: average with the mirrored image
+        (twice the compute)."""
+        if isinstance(backend, Backend):
+            self.backend = backend
+        elif not isinstance(model, Checkpoint) and backends.is_engine(model):
             self.backend = backends.create(backend, model, device=device)
         else:
             ckpt = model if isinstance(model, Checkpoint) else load_model(model)

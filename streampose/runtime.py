@@ -199,6 +199,8 @@ class PoseStream:
         on_pose: Callable[[Result], None] | None = None,
         estimator: PoseEstimator | None = None,
     ) -> None:
+        """`estimator` reuses an open model (then `model`, `backend`, `device` and `flip` are ignored and the
+        caller closes it); otherwise the stream opens and closes its own."""
         specs = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
         if not specs:
             raise ValueError("no sources given")
@@ -219,6 +221,7 @@ class PoseStream:
                 capacity = 1 if src.info.live else 2 * max_batch + 2
                 self._streams.append(_Stream(sid, src, policy(), OneEuro() if smooth else None,
                                              _Inbox(self._cond, capacity, src.info.live, stats), stats))
+            self._owns_estimator = estimator is None
             self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip)
         except BaseException:
             for s in self._streams:
@@ -299,7 +302,8 @@ class PoseStream:
                 sink.close()
             except Exception as e:  # one failing output must not keep the others from closing
                 errors.append(e)
-        self.estimator.close()
+        if self._owns_estimator:
+            self.estimator.close()
         if errors:
             raise errors[0]
 

@@ -41,6 +41,12 @@ def messi(data: Path) -> Path:
 def studio_clip(data: Path) -> Path:
     return shared_file(data, "video/single_person_studio.mp4")
 
+
+@pytest.fixture(scope="session")
+def basketball_clip(data: Path) -> Path:
+    return shared_file(data, "video/basketball_240p.mp4")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `cuda` or `tensorrt` skip, with the reason, where that hardware or library is absent."""
     import torch

@@ -1,0 +1,166 @@
+"""The streaming runtime on real components: clips decoded by PyAV, the shipped model, real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import streampose
+from streampose.publish import Publisher
+from streampose.runtime import PoseStream, Result, Sink, StreamEvent, StreamStats
+from streampose.sinks import PublishSink
+from streampose.sources import SourceError, open_source
+from streampose.subscriber import Subscriber
+from streampose.wire import ControlMessage, PoseMessage
+
+
+def cut(src: Path, dst: Path, frames: int) -> Path:
+    """The first `frames` frames of a real clip, re-encoded with their original timestamps."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream("libx264", rate=vin.average_rate, options={"preset": "ultrafast"})
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        vout.time_base = vin.time_base
+        for i, f in enumerate(inp.decode(vin)):
+            if i == frames:
+                break
+            g = av.VideoFrame.from_ndarray(f.to_ndarray(format="bgr24"), format="bgr24")
+            g.pts, g.time_base = f.pts, f.time_base
+            out.mux(vout.encode(g))
+        out.mux(vout.encode())
+    return dst
+
+
+def count_frames(path: Path) -> list[float]:
+    """Frame times by an independent decode."""
+    with av.open(str(path)) as c:
+        return [float(f.time) for f in c.decode(c.streams.video[0])]
+
+
+@pytest.fixture(scope="module")
+def clips(basketball_clip: Path, studio_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return cut(basketball_clip, d / "a.mp4", 41), cut(studio_clip, d / "b.mp4", 23)
+
+
+@pytest.fixture(scope="module")
+def estimator() -> Iterator[streampose.PoseEstimator]:
+    with streampose.PoseEstimator("hg2-lite", backend="torch") as est:
+        yield est
+
+
+class Collect(Sink):
+    """Records what the runtime hands to sinks, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.frames: dict[str, list[int]] = {}
+
+    def start(self, event: StreamEvent, stats: StreamStats) -> None:
+        self.events.append((event.stream, "start"))
+
+    def pose(self, result: Result, stats: StreamStats) -> None:
+        self.frames.setdefault(result.stream, []).append(result.frame.index)
+
+    def end(self, event: StreamEvent, stats: StreamStats) -> None:
+        self.events.append((event.stream, event.kind))
+
+
+def receive_all(sub: Subscriber, streams: int, out: list[PoseMessage | ControlMessage]) -> None:
+    for msg in sub:
+        out.append(msg)
+        if sum(isinstance(m, ControlMessage) and m.event == "eos" for m in out) == streams:
+            return
+
+
+def synced(pub: Publisher, sub: Subscriber) -> None:
+    """Beat ZeroMQ's slow joiner: publish a probe until the subscriber sees one (never a bare sleep)."""
+    for _ in range(200):
+        pub.send(ControlMessage("sync", "stats"))
+        msg = sub.recv(timeout=0.05)
+        if msg is not None:
+            while sub.recv(timeout=0.05) is not None:
+                pass
+            return
+    raise AssertionError("subscriber never connected")
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_files_every_frame_published_once_in_order(clips: tuple[Path, Path], estimator: streampose.PoseEstimator,
+                                                   batch: int) -> None:
+    expected = {f"s{i}": count_frames(c) for i, c in enumerate(clips)}
+    with Publisher("tcp://127.0.0.1:*") as pub, Subscriber(pub.endpoint, control=True, timeout=20) as sub:
+        synced(pub, sub)
+        got: list[PoseMessage | ControlMessage] = []
+        reader = threading.Thread(target=receive_all, args=(sub, 2, got))
+        reader.start()
+        collect = Collect()
+        stats = PoseStream([str(c) for c in clips], estimator=estimator, max_batch=batch,
+                           sinks=[collect, PublishSink(pub, stats_every=0.2)]).run()
+        reader.join(timeout=30)
+    for sid, times in expected.items():
+        poses = [m for m in got if isinstance(m, PoseMessage) and m.stream == sid]
+        assert [m.frame for m in poses] == list(range(len(times)))  # each frame exactly once, in order
+        np.testing.assert_allclose([m.pts for m in poses], times, atol=1e-6)
+        assert all(m.kp.shape == (14, 3) and m.joints == "LSP14" for m in poses)
+        ctl = [m.event for m in got if isinstance(m, ControlMessage) and m.stream == sid]
+        assert ctl[0] == "start" and ctl[-1] == "eos" and "error" not in ctl
+        assert stats[sid].delivered == len(times) and stats[sid].dropped == 0
+        assert collect.frames[sid] == list(range(len(times)))
+    # each stream's start comes before its poses' end
+    for sid in expected:
+        assert collect.events.index((sid, "start")) < collect.events.index((sid, "eos"))
+
+
+def test_live_file_drops_stale_frames_and_counts_them(clips: tuple[Path, Path],
+                                                      estimator: streampose.PoseEstimator) -> None:
+    studio = clips[1]
+    total = len(count_frames(studio))
+    collect = Collect()
+    with PoseStream(str(studio), estimator=estimator, live=True, sinks=[collect]) as stream:
+        results = list(stream)
+    st = stream.stats["s0"]
+    indices = [r.frame.index for r in results]
+    assert indices == sorted(set(indices))  # in order, never twice
+    assert st.delivered + st.dropped == total  # every frame is either processed or counted as dropped
+    assert st.delivered >= 2
+    assert stream.infos["s0"].live
+
+
+def test_track_crop_and_python_api(clips: tuple[Path, Path]) -> None:
+    seen: list[Result] = []
+    with PoseStream(str(clips[1]), backend="torch", crop="track", smooth=True, on_pose=seen.append) as stream:
+        results = list(stream)
+    assert len(results) == len(seen) == len(count_frames(clips[1]))
+    h, w = results[0].frame.image.shape[:2]
+    # the trained model on a real person: the keypoints lie inside the frame and are confident
+    kp = np.stack([r.pose.keypoints for r in results])
+    assert (kp[..., 0] >= 0).all() and (kp[..., 0] < w).all() and (kp[..., 1] >= 0).all() and (kp[..., 1] < h).all()
+    assert np.median(kp[..., 2]) > 0.3
+
+
+def test_bad_sources_fail_at_once(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(tmp_path / "missing.mp4")
+    with pytest.raises(SourceError, match="cannot open as video"):
+        open_source(text)
+    with pytest.raises(SourceError, match="camera 9"):
+        open_source("9")
+
+
+def test_stats_and_timing_of_video_sources(clips: tuple[Path, Path]) -> None:
+    with open_source(clips[0]) as src:
+        info = src.info
+        frames = list(src)
+    assert (info.width, info.height, info.live) == (426, 240, False)
+    assert info.rate == Fraction(30000, 1001) and len(frames) == 41
+    assert [f.index for f in frames] == list(range(41))
+    assert all(a.t_capture <= b.t_capture for a, b in zip(frames, frames[1:], strict=False))
