@@ -71,8 +71,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                                    "with --live, the clip is played at its native rate and the capture-to-publish "
                                    "latency is what counts. Engines are built once into --cache. Run on an idle "
                                    "machine.")
-    n.add_argument("--model-only", action="store_true", help="the model-only table (the default; with --e2e, print both)")
-    n.add_argument("--e2e", metavar="CLIP", default=None, help="also run this clip end to end through the runtime")
+    n.add_argument("--model-only", action="store_true", help="model-only table (default; with --e2e: both)")
+    n.add_argument("--e2e", metavar="CLIP", default=None, help="run this clip end to end through the runtime")
     n.add_argument("--live", action="store_true", help="--e2e as a live source (native rate, stale frames dropped)")
     n.add_argument("--models", default=",".join(models.shipped()) or models.DEFAULT,
                    help="comma-separated model names or checkpoints; a named model without installed weights is "

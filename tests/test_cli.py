@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from streampose.cli import PLANNED
-
 EXE = shutil.which("streampose", path=str(Path(sys.executable).parent)) or "streampose"
 
 
 def sp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300)
+    """The command as a user runs it; `run` publishes nowhere unless a test asks (the default port may be taken)."""
+    extra = ["--publish", "none"] if args[0] == "run" and "--publish" not in args else []
+    return subprocess.run([EXE, *args, *extra], capture_output=True, text=True, timeout=300)
 
 
 def one_line_error(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -30,7 +30,7 @@ def one_line_error(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
 def test_help_lists_every_subcommand() -> None:
     r = sp("--help")
     assert r.returncode == 0
-    for cmd in ["run", "info", *PLANNED]:
+    for cmd in ["run", "listen", "info", "train", "eval", "export", "build", "verify", "bench"]:
         assert f"    {cmd} " in r.stdout
 
 
@@ -60,7 +60,7 @@ def test_run_on_video(studio_clip: Path) -> None:
 
 
 def test_run_table_output(messi: Path) -> None:
-    r = sp("run", str(messi), "--untrained", "--box", "200,40,120,250")
+    r = sp("run", str(messi), "--untrained", "--crop", "200,40,120,250")
     assert r.returncode == 0, r.stderr
     assert "head_top" in r.stdout and "l_ankle" in r.stdout
 
@@ -72,6 +72,7 @@ def test_run_table_output(messi: Path) -> None:
         (lambda d: (d / "notes.txt").write_text("not a video") and d / "notes.txt", "cannot open as video"),
         (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", "not a readable image"),
         (lambda d: (d / "empty_dir").mkdir() or d / "empty_dir", "no images"),
+        (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "cannot open as video"),
     ],
 )
 def test_bad_sources_are_one_line_errors(tmp_path: Path, make_source, expect: str) -> None:  # type: ignore[no-untyped-def]
@@ -86,9 +87,28 @@ def test_bad_model_is_a_one_line_error(tmp_path: Path, messi: Path) -> None:
     assert "not a streampose checkpoint" in one_line_error(sp("run", str(messi), "--model", str(bad)))
 
 
-def test_bad_box_is_a_usage_error(messi: Path) -> None:
-    assert "x,y,w,h" in one_line_error(sp("run", str(messi), "--box", "1,2,3"), code=2)
+def test_bad_options_are_usage_errors(messi: Path) -> None:
+    assert "x,y,w,h" in one_line_error(sp("run", str(messi), "--crop", "1,2,3"), code=2)
+    assert "positive integer" in one_line_error(sp("run", str(messi), "--max-batch", "0"), code=2)
 
 
-def test_planned_commands_say_so() -> None:
-    assert "not implemented yet" in one_line_error(sp("listen"))
+def test_absent_camera_is_a_one_line_error() -> None:
+    assert "camera 9" in one_line_error(sp("run", "9", "--untrained"))
+
+
+def test_run_saves_video_and_keypoints_for_every_frame(studio_clip: Path, tmp_path: Path) -> None:
+    """The issue's acceptance run: every input frame comes out drawn, with its keypoints, same timing."""
+    import av
+
+    out, kp = tmp_path / "out.mp4", tmp_path / "k.jsonl"
+    r = sp("run", str(studio_clip), "--backend", "torch", "--save", str(out), "--keypoints", str(kp))
+    assert r.returncode == 0, r.stderr
+    with av.open(str(studio_clip)) as c:
+        times_in = [float(f.time) for f in c.decode(c.streams.video[0])]
+    with av.open(str(out)) as c:
+        times_out = [float(f.time) for f in c.decode(c.streams.video[0])]
+    assert len(times_out) == len(times_in) == 399
+    assert max(abs(a - b) for a, b in zip(times_in, times_out, strict=True)) < 1e-3
+    rows = [json.loads(line) for line in kp.read_text().splitlines()]
+    assert [row["frame"] for row in rows] == list(range(399))
+    assert all(len(row["kp"]) == 14 and row["joints"] == "LSP14" for row in rows)
