@@ -6,16 +6,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
+from typing import TextIO
 
 import streampose
 from streampose import models
 from streampose.backends import NAMES
 from streampose.wire import to_map
-
-PLANNED = {
-    "listen": "print or record the poses a running `streampose run` publishes",
-}
 
 
 class UserError(Exception):
@@ -107,11 +105,59 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def planned(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        raise UserError(f"`streampose {name}` is not implemented yet in this version")
+def cmd_listen(args: argparse.Namespace) -> int:
+    from streampose.subscriber import Subscriber
+    from streampose.wire import ControlMessage
 
-    return run
+    out = None
+    if args.jsonl:
+        out = sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8")
+    received, ended = 0, False
+    open_streams: set[str] = set()
+    try:
+        with Subscriber(args.endpoint, streams=args.stream or None, control=args.control or args.until_eos,
+                        timeout=args.timeout or None, latest=args.latest) as sub:
+            for msg in sub:
+                if isinstance(msg, ControlMessage):
+                    if msg.event == "start":
+                        open_streams.add(msg.stream)
+                    elif msg.event in ("eos", "error"):
+                        open_streams.discard(msg.stream)
+                        ended = True
+                    if args.control:
+                        _show(msg, out)
+                    if args.until_eos and ended and not open_streams:
+                        break
+                    continue
+                received += 1
+                _show(msg, out)
+                if args.count and received >= args.count:
+                    break
+            rejected = sub.rejected
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+    if rejected:
+        print(f"streampose listen: {rejected} malformed messages skipped", file=sys.stderr)
+    if not received and not ended:
+        raise UserError(f"no poses from {args.endpoint} within {args.timeout:g} s: is `streampose run` "
+                        "publishing there? (check --publish and the port)")
+    return 0
+
+
+def _show(msg: object, out: TextIO | None) -> None:
+    from streampose.wire import ControlMessage, PoseMessage
+
+    if out is not None:
+        assert isinstance(msg, PoseMessage | ControlMessage)
+        out.write(json.dumps(to_map(msg, binary_kp=False)) + "\n")
+        out.flush()
+    elif isinstance(msg, ControlMessage):
+        print(f"{msg.stream}  {msg.event}  {json.dumps(msg.data)}", flush=True)
+    elif isinstance(msg, PoseMessage):
+        lag = 1000 * (time.time() - msg.t_capture)
+        print(f"{msg.stream}  frame {msg.frame:<6} pts {msg.pts:8.3f}  score {msg.score:.2f}  "
+              f"{msg.joints} {len(msg.kp)} joints  {lag:6.1f} ms since capture", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +217,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
     r.set_defaults(func=cmd_run)
 
+    ls = sub.add_parser(
+        "listen", help="print or record the poses a running `streampose run` publishes",
+        description="Subscribe to a keypoint stream and print one line per pose, or write the messages as "
+                    "JSON lines (the JSON wire map of DESIGN.md).",
+        epilog="examples:\n  streampose listen                                   # poses from the default endpoint\n"
+               "  streampose listen --jsonl poses.jsonl --until-eos   # record a file run to its end\n"
+               "  streampose listen tcp://127.0.0.1:5556 --stream s1 --latest",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ls.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555",
+                    help="where `streampose run --publish` publishes (default: %(default)s)")
+    ls.add_argument("--stream", action="append", metavar="ID", help="only this stream id (repeatable)")
+    ls.add_argument("--control", action="store_true", help="also show start / eos / error / stats messages")
+    ls.add_argument("--jsonl", metavar="FILE", help="write each message as a JSON line to FILE ('-': stdout)")
+    ls.add_argument("--count", type=_positive_int, help="stop after this many poses")
+    ls.add_argument("--timeout", type=float, default=10.0,
+                    help="stop after this many seconds without a message; 0: wait forever (default: %(default)s)")
+    ls.add_argument("--until-eos", action="store_true", help="stop when every stream seen has ended")
+    ls.add_argument("--latest", action="store_true",
+                    help="skip to the newest pose of each stream when this reader falls behind")
+    ls.set_defaults(func=cmd_listen)
+
     i = sub.add_parser("info", help="versions, available backends and this machine's capabilities")
     i.add_argument("--json", action="store_true", help="print as JSON")
     i.set_defaults(func=cmd_info)
@@ -181,8 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parsers(sub)
     engine_parsers(sub)
-    for name, text in PLANNED.items():
-        sub.add_parser(name, help=f"{text} (not implemented yet)", description=text).set_defaults(func=planned(name))
     return p
 
 

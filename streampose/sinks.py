@@ -175,7 +175,7 @@ class ProgressSink(Sink):
 
 def render(result: Result, stats: StreamStats | None, min_conf: float = 0.3) -> np.ndarray[Any, Any]:
     """A copy of the frame with the skeleton, its crop box and (with `stats`) an fps / latency HUD."""
-    canvas = result.frame.image.copy()
+    canvas: np.ndarray[Any, Any] = result.frame.image.copy()
     draw_pose(canvas, result.pose.keypoints, result.pose.joints, min_conf=min_conf, box=result.pose.box)
     if stats is not None:
         draw_hud(canvas, [f"{stats.fps:.1f} fps", f"latency {stats.latency_ms():.0f} ms",

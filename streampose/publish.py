@@ -1,0 +1,79 @@
+"""The publishing side of the keypoint stream: a ZeroMQ PUB socket speaking the wire format.
+
+PUB never blocks: a subscriber that falls `hwm` messages behind is muted (its messages are
+dropped) until it catches up, so a slow or vanished reader cannot stall or bloat the pipeline.
+Binds to loopback by default; binding to all interfaces is allowed but warned about.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import zmq
+
+from streampose.wire import FORMATS, Format, Message, encode
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+LINGER_MS = 500
+"""How long `close` waits to flush queued messages (the final end-of-stream) to connected readers."""
+
+
+class PublishError(OSError):
+    """The endpoint cannot be bound; the message says which and what to do."""
+
+
+def binds_all_interfaces(endpoint: str) -> bool:
+    """True for tcp endpoints reachable from other machines by default: `*`, 0.0.0.0 or [::]."""
+    m = re.match(r"tcp://(\[[^\]]*\]|[^:]*):", endpoint)
+    return bool(m) and m.group(1) in ("*", "0.0.0.0", "[::]", "::")  # type: ignore[union-attr]
+
+
+class Publisher:
+    """Publishes messages on `endpoint` (bound here). `hwm` is the number of messages queued per
+    subscriber before its messages are dropped. Use as a context manager, or call `close`.
+
+    >>> with Publisher("tcp://127.0.0.1:*") as pub:   # any free port; pub.endpoint says which
+    ...     pub.send(message)
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, fmt: Format = "msgpack", hwm: int = 100,
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown wire format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if hwm < 1:
+            raise ValueError(f"hwm must be at least 1, got {hwm}")
+        self.fmt: Format = fmt
+        self.sent = 0
+        self._socket = (context or zmq.Context.instance()).socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, hwm)
+        self._socket.setsockopt(zmq.LINGER, LINGER_MS)
+        try:
+            self._socket.bind(endpoint)
+        except zmq.ZMQError as e:
+            self._socket.close(linger=0)
+            hint = ("another program (or `streampose run`) is using it: pick another port, e.g. "
+                    "--publish tcp://127.0.0.1:5556" if e.errno == zmq.EADDRINUSE
+                    else "use an endpoint like tcp://127.0.0.1:5555 or ipc:///tmp/streampose")
+            raise PublishError(f"cannot publish on {endpoint}: {e.strerror}; {hint}") from None
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        """The bound endpoint with the actual port (`tcp://127.0.0.1:*` resolves to a free one)."""
+        if binds_all_interfaces(endpoint):
+            print(f"streampose: warning: publishing on {self.endpoint} is reachable from other machines; "
+                  "bind tcp://127.0.0.1:PORT to keep poses on this one", file=sys.stderr)
+
+    def send(self, msg: Message) -> None:
+        """Queue a message for every subscriber; never blocks."""
+        self._socket.send_multipart(encode(msg, self.fmt), flags=zmq.NOBLOCK)
+        self.sent += 1
+
+    def close(self) -> None:
+        """Flush for up to LINGER_MS, then release the port. Safe to call twice."""
+        if not self._socket.closed:
+            self._socket.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,194 @@
+"""Publisher and Subscriber over real ZeroMQ sockets on loopback, and `streampose listen` as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from streampose.publish import Publisher, PublishError, binds_all_interfaces
+from streampose.subscriber import Subscriber
+from streampose.wire import ControlMessage, PoseMessage
+
+
+def pose(stream: str = "s0", frame: int = 0) -> PoseMessage:
+    kp = np.random.default_rng(frame).random((14, 3), dtype=np.float32)
+    return PoseMessage(stream=stream, frame=frame, pts=frame / 25, t_capture=time.time(), t_publish=time.time(),
+                       size=(640, 480), joints="LSP14", kp=kp, box=(1.0, 2.0, 300.0, 300.0), score=0.5)
+
+
+def synced(pub: Publisher, sub: Subscriber, stream: str = "sync") -> None:
+    """Publish probes until the subscriber sees one (ZeroMQ's slow joiner), then drain them."""
+    for _ in range(200):
+        pub.send(ControlMessage(stream, "stats"))
+        if sub.recv(timeout=0.05) is not None:
+            while sub.recv(timeout=0.05) is not None:
+                pass
+            return
+    raise AssertionError("subscriber never connected")
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "json"])
+def test_round_trip_in_both_formats(fmt: str) -> None:
+    with Publisher("tcp://127.0.0.1:*", fmt=fmt) as pub, Subscriber(pub.endpoint, control=True, timeout=2) as sub:  # type: ignore[arg-type]
+        synced(pub, sub)
+        sent = [pose("s0", i) for i in range(5)]
+        for m in sent:
+            pub.send(m)
+        pub.send(ControlMessage("s0", "eos", {"frames": 5}))
+        got = [sub.recv(timeout=2) for _ in range(6)]
+    for a, b in zip(sent, got[:5], strict=True):
+        assert isinstance(b, PoseMessage)
+        assert (b.stream, b.frame, b.size, b.box, b.joints) == (a.stream, a.frame, a.size, a.box, a.joints)
+        np.testing.assert_array_equal(b.kp, a.kp)
+        assert b.kp.dtype == np.float32
+    assert got[5] == ControlMessage("s0", "eos", {"frames": 5})
+
+
+def test_stream_filter_is_exact_and_control_is_opt_in() -> None:
+    with Publisher("tcp://127.0.0.1:*") as pub, Subscriber(pub.endpoint, streams=["s1"], timeout=0.5) as sub:
+        for _ in range(200):  # slow joiner: until a pose for s1 arrives
+            pub.send(pose("s1", 0))
+            if sub.recv(timeout=0.05) is not None:
+                break
+        while sub.recv(timeout=0.1) is not None:
+            pass
+        pub.send(pose("s10", 1))  # shares the prefix pose/s1
+        pub.send(ControlMessage("s1", "eos"))  # control not asked for
+        pub.send(pose("s1", 2))
+        got = list(sub)
+    assert [(m.stream, m.frame) for m in got if isinstance(m, PoseMessage)] == [("s1", 2)]
+    assert all(isinstance(m, PoseMessage) for m in got)
+
+
+def test_malformed_and_oversized_messages_are_skipped_not_raised() -> None:
+    ctx = zmq.Context.instance()
+    raw = ctx.socket(zmq.PUB)
+    port = raw.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with Subscriber(f"tcp://127.0.0.1:{port}", control=True, timeout=0.5, max_bytes=4096) as sub:
+            good = msgpack.packb({"v": 1, "stream": "x", "event": "stats"})
+            for _ in range(200):
+                raw.send_multipart([b"ctl/x", good])
+                if sub.recv(timeout=0.05) is not None:
+                    break
+            while sub.recv(timeout=0.1) is not None:
+                pass
+            hostile = [
+                [b"pose/s0", b"\xc1garbage"],                                    # not msgpack
+                [b"pose/s0", msgpack.packb({"v": 2, "stream": "s0"})],            # unknown version
+                [b"pose/s0", msgpack.packb({"v": 1, "stream": "s0", "frame": "x"})],  # mistyped
+                [b"pose/s0", b"{" + b" " * 3000 + b"}"],                         # not a pose map
+                [b"pose/s0", msgpack.packb({"v": 1, "stream": "s0", "pad": b"x" * 3500})],
+                [b"pose/s0"],                                                    # one frame
+            ]
+            for parts in hostile:
+                raw.send_multipart(parts)
+            raw.send_multipart([b"ctl/x", msgpack.packb({"v": 1, "stream": "x", "event": "eos"})])
+            got = list(sub)
+            assert [m.event for m in got if isinstance(m, ControlMessage)] == ["eos"]
+            assert sub.rejected == len(hostile)
+            assert sub.last_error
+    finally:
+        raw.close(linger=0)
+
+
+def test_latest_keeps_the_newest_pose_per_stream_and_every_control_message() -> None:
+    with Publisher("tcp://127.0.0.1:*", hwm=1000) as pub, \
+            Subscriber(pub.endpoint, control=True, timeout=0.5, latest=True) as sub:
+        synced(pub, sub)
+        for i in range(50):
+            pub.send(pose("a", i))
+            pub.send(pose("b", i))
+        pub.send(ControlMessage("a", "eos"))
+        time.sleep(0.3)  # let everything arrive so the reader is "behind"
+        got = list(sub)
+    poses = [(m.stream, m.frame) for m in got if isinstance(m, PoseMessage)]
+    assert ("a", 49) in poses and ("b", 49) in poses
+    assert len(poses) < 20  # stale poses skipped
+    assert [m.event for m in got if isinstance(m, ControlMessage)] == ["eos"]
+
+
+def test_a_subscriber_that_stops_reading_never_blocks_the_publisher() -> None:
+    with Publisher("tcp://127.0.0.1:*", hwm=10) as pub, Subscriber(pub.endpoint, control=True, timeout=0.5) as sub:
+        synced(pub, sub)
+        before, t = pub.sent, time.perf_counter()
+        for i in range(20000):  # the subscriber reads nothing meanwhile
+            pub.send(pose("s0", i))
+        elapsed = time.perf_counter() - t
+        received = sum(1 for _ in sub)
+    assert pub.sent - before == 20000
+    print(f"received {received} of 20000 in {elapsed:.2f} s")
+    assert received < 20000  # the excess was dropped for this reader, not queued without bound
+    assert elapsed < 30  # generous: only a blocked publisher would take this long
+
+
+def test_bind_errors_and_wide_binds() -> None:
+    with Publisher("tcp://127.0.0.1:*") as pub:
+        with pytest.raises(PublishError, match="pick another port"):
+            Publisher(pub.endpoint)
+    with pytest.raises(PublishError, match="cannot publish on nonsense"):
+        Publisher("nonsense")
+    assert binds_all_interfaces("tcp://*:5555") and binds_all_interfaces("tcp://0.0.0.0:1")
+    assert not binds_all_interfaces("tcp://127.0.0.1:5555") and not binds_all_interfaces("ipc:///tmp/x")
+
+
+def test_listen_process_records_a_run_to_its_end(tmp_path: Path, studio_clip: Path) -> None:
+    """`streampose listen` and `streampose run` as two real processes on one loopback port."""
+    with Publisher("tcp://127.0.0.1:*") as probe:  # a free port
+        endpoint = probe.endpoint
+    out = tmp_path / "poses.jsonl"
+    listen = subprocess.Popen([sys.executable, "-m", "streampose.cli", "listen", endpoint, "--jsonl", str(out),
+                               "--until-eos", "--control", "--timeout", "60"], stderr=subprocess.PIPE, text=True)
+    try:
+        # the listener reconnects until `run` binds; the model loads after the bind, so it joins in time
+        run = subprocess.run([sys.executable, "-m", "streampose.cli", "run", str(studio_clip), "--publish", endpoint,
+                              "--max-frames", "30", "--backend", "torch"], capture_output=True, text=True, timeout=120)
+        _, err = listen.communicate(timeout=60)
+    finally:
+        listen.kill()
+    assert run.returncode == 0, run.stderr
+    assert listen.returncode == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    poses = [r for r in rows if "kp" in r]
+    assert rows[-1]["event"] == "eos"
+    frames = [r["frame"] for r in poses]
+    assert frames == list(range(frames[0], 30))  # in order, none missing once joined
+    assert all(np.asarray(r["kp"]).shape == (14, 3) for r in poses)
+
+
+def test_joint_angle_example_consumer() -> None:
+    """tools/joint_angle.py as a real subscriber process, on a pose with a known right-angled elbow."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    try:
+        from joint_angle import angle, joint_angle
+    finally:
+        sys.path.pop(0)
+    assert angle((1, 0), (0, 0), (0, 1)) == pytest.approx(90)
+    assert angle((1, 0), (0, 0), (-2, 0)) == pytest.approx(180)
+    assert angle((1, 1), (0, 0), (3, 3)) == pytest.approx(0, abs=1e-5)
+
+    msg = pose("s0", 0)
+    kp = msg.kp.copy()
+    kp[:, 2] = 0.9
+    kp[8, :2], kp[7, :2], kp[6, :2] = (100, 100), (100, 200), (200, 200)  # r_shoulder, r_elbow, r_wrist
+    kp[11, 2] = 0.0  # l_wrist not confident: the left elbow has no angle
+    assert joint_angle(PoseMessage(**{**msg.__dict__, "kp": kp}), "l_elbow") is None
+    with Publisher("tcp://127.0.0.1:*") as pub:
+        tool = subprocess.Popen([sys.executable, str(root / "tools" / "joint_angle.py"), pub.endpoint,
+                                 "--timeout", "1"], stdout=subprocess.PIPE, text=True)
+        for i in range(100):  # until the tool has surely joined; it exits 1 s after the last pose
+            pub.send(PoseMessage(**{**msg.__dict__, "frame": i, "kp": kp}))
+            time.sleep(0.02)
+        out, _ = tool.communicate(timeout=30)
+    lines = out.splitlines()
+    assert tool.returncode == 0 and lines
+    assert all(line.split()[-2:] == ["r_elbow", "90.0"] for line in lines)
