@@ -3,6 +3,14 @@
     import streampose
     est = streampose.PoseEstimator("hg2-lite")
     pose = est(frame_bgr)          # pose.keypoints: (K, 3) x, y in frame pixels, confidence
+
+    with streampose.PoseStream("clip.mp4") as stream:   # videos, cameras, URLs, image folders
+        for result in stream:
+            print(result.frame.index, result.pose["l_wrist"])
+
+    with streampose.Subscriber("tcp://127.0.0.1:5555") as sub:   # poses published by `streampose run`
+        for msg in sub:
+            print(msg.stream, msg.frame, msg.kp)
 """
 
 from streampose.api import PoseEstimator, load_model
@@ -10,6 +18,9 @@ from streampose.checkpoint import Checkpoint, CheckpointError
 from streampose.joints import COCO17, LSP14, MPII16, JointSet
 from streampose.model import HourglassConfig, StackedHourglass
 from streampose.pose import Pose
+from streampose.publish import Publisher
+from streampose.runtime import PoseStream, Result, Sink
+from streampose.subscriber import Subscriber
 
 __version__ = "0.1.0"
 
@@ -23,7 +34,12 @@ __all__ = [
     "JointSet",
     "Pose",
     "PoseEstimator",
+    "PoseStream",
+    "Publisher",
+    "Result",
+    "Sink",
     "StackedHourglass",
+    "Subscriber",
     "__version__",
     "load_model",
 ]

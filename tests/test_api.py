@@ -26,7 +26,10 @@ def test_estimate_on_real_image(estimator: streampose.PoseEstimator, messi: Path
     assert np.isfinite(pose.keypoints).all()
     assert ((pose.keypoints[:, 2] >= 0) & (pose.keypoints[:, 2] <= 1)).all()
     h, w = frame.shape[:2]
-    assert pose.box[2] == pose.box[3] == max(w, h)  # no box: the whole frame, squared
+    # no box: the centered person, a square of side min(1.25 h, max(w, h)) centred in the frame
+    side = min(1.25 * h, max(w, h))
+    assert pose.box[2] == pytest.approx(side) and pose.box[3] == pytest.approx(side)
+    assert pose.box[0] + side / 2 == pytest.approx(w / 2) and pose.box[1] + side / 2 == pytest.approx(h / 2)
     assert pose["head_top"].shape == (3,)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
@@ -163,22 +164,23 @@ def test_stats_and_timing_of_video_sources(clips: tuple[Path, Path]) -> None:
     assert (info.width, info.height, info.live) == (426, 240, False)
     assert info.rate == Fraction(30000, 1001) and len(frames) == 41
     assert [f.index for f in frames] == list(range(41))
-    assert all(a.t_capture <= b.t_capture for a, b in zip(frames, frames[1:], strict=False))
+    assert all(a.t_capture <= b.t_capture for a, b in itertools.pairwise(frames))
 
 
-def test_network_stream_is_live(clips: tuple[Path, Path], estimator: streampose.PoseEstimator) -> None:
-    """An HTTP URL served from this machine: decoded by PyAV as a live source."""
+def test_network_stream_is_live(studio_clip: Path, tmp_path: Path, estimator: streampose.PoseEstimator) -> None:
+    """An MPEG-TS stream served over HTTP from this machine: decoded by PyAV as a live source."""
     import functools
     import http.server
 
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clips[1].parent))
+    ts = cut(studio_clip, tmp_path / "live.ts", 23)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}/{clips[1].name}"
+        url = f"http://127.0.0.1:{server.server_address[1]}/{ts.name}"
         with PoseStream(url, estimator=estimator) as stream:
             results = list(stream)
         server.shutdown()
     st = stream.stats["s0"]
     assert stream.infos["s0"].live and st.error is None
     assert st.delivered == len(results) >= 1
-    assert st.delivered + st.dropped == len(count_frames(clips[1]))
+    assert st.delivered + st.dropped == len(count_frames(ts))

@@ -11,7 +11,6 @@ import os
 import tempfile
 import time
 
-import cv2
 import numpy as np
 import torch
 
@@ -19,6 +18,7 @@ from streampose import geometry as g
 from streampose import models
 from streampose.model import StackedHourglass
 from streampose.preprocess import Normalization
+from streampose.sources import read_image
 from train.data import Augment, CropCache, PoseSamples
 from train.datasets import load_lsp
 from train.loop import masked_mse
@@ -46,7 +46,7 @@ def main() -> None:
 
         def uncached(i: int) -> None:  # what a loader without the cache does per sample
             a = ds.items[i]
-            img = cv2.imread(str(a.image))
+            img = read_image(a.image)
             m = g.crop_transform(a.center, a.scale, cfg.input_size, 15.0)
             Normalization().apply(g.warp_image(img, m, cfg.input_size)[None])
 
