@@ -1,0 +1,133 @@
+"""MediaPipe BlazePose (full), run inside its own venv by tools/peers/compare.py.
+
+Imports only mediapipe, numpy and cv2 from the peer venv (never streampose). Uses the legacy
+solutions API, `mp.solutions.pose.Pose(model_complexity=1)`: the "full" landmark model ships inside
+the wheel; lite (0) and heavy (2) are downloaded on first use and so do not work offline.
+
+    python mediapipe_runner.py speed CLIP [--frames N] [--warmup W]
+        One JSON line: {fps, frames, seconds, detected, ...}. Video (tracking) mode, its fastest real
+        use. W frames warm the graph up first; then the tracker is reset and frames 0..N-1 of the clip
+        (N = 0: all) are timed end to end: decode (cv2.VideoCapture), BGR->RGB, inference.
+    python mediapipe_runner.py lsp ITEMS_JSON
+        ITEMS_JSON: a list of {"image": path, "affine": 2x3 image->crop matrix, "size": crop side}.
+        Each image is warped to the square crop, run in static-image mode, and the 33 landmarks are
+        mapped back to image pixels: one JSON line per item, {"i", "landmarks": [[x, y, visibility]
+        x 33] or null where no person was found}.
+
+Pixel centres sit at integer coordinates (OpenCV's convention, as in streampose): MediaPipe's
+normalised x (0..1 across the image's width) becomes x * width - 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+MODEL_COMPLEXITY = 1  # "full": the only BlazePose landmark model inside the wheel
+
+
+def mediapipe() -> Any:
+    """The mediapipe module: installed only in the peer venv, so untyped here and imported late."""
+    import mediapipe as mp  # type: ignore[import-not-found]
+
+    return mp
+
+
+def open_pose(static: bool) -> Any:
+    return mediapipe().solutions.pose.Pose(static_image_mode=static, model_complexity=MODEL_COMPLEXITY)
+
+
+def versions() -> dict[str, str]:
+    return {"mediapipe": str(mediapipe().__version__), "numpy": np.__version__, "opencv": str(cv2.__version__)}
+
+
+def landmarks_px(result: Any, width: int, height: int) -> npt.NDArray[np.float64] | None:
+    """(33, 3): x, y in pixels (centres at integers), visibility; None where no person was found."""
+    if result.pose_landmarks is None:
+        return None
+    lm = result.pose_landmarks.landmark
+    return np.array([[p.x * width - 0.5, p.y * height - 0.5, p.visibility] for p in lm], dtype=np.float64)
+
+
+def crop_to_image(points: npt.NDArray[np.float64], affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Map (K, >=2) crop points back through the inverse of the 2x3 image->crop `affine`."""
+    inv = np.asarray(cv2.invertAffineTransform(np.asarray(affine, dtype=np.float64)), dtype=np.float64)
+    out = np.array(points, dtype=np.float64)
+    out[:, :2] = out[:, :2] @ inv[:, :2].T + inv[:, 2]
+    return out
+
+
+def speed(clip: str, frames: int, warmup: int) -> dict[str, Any]:
+    cap = cv2.VideoCapture(clip)
+    if not cap.isOpened():
+        raise SystemExit(f"mediapipe_runner: cannot open {clip}")
+    size = [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))]
+    pose = open_pose(static=False)
+    for _ in range(warmup):  # graph set-up, XNNPACK packing, first detections: not timed
+        ok, img = cap.read()
+        if not ok:
+            break
+        pose.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    cap.release()
+    pose.reset()  # the timed pass starts from frame 0 with a fresh tracker, as a new stream would
+    cap = cv2.VideoCapture(clip)
+    n = detected = 0
+    t0 = time.perf_counter()
+    while not frames or n < frames:
+        ok, img = cap.read()
+        if not ok:
+            break
+        result = pose.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        n += 1
+        detected += result.pose_landmarks is not None
+    seconds = time.perf_counter() - t0
+    cap.release()
+    pose.close()
+    return {"mode": "speed", "clip": clip, "size": size, "frames": n, "seconds": seconds,
+            "fps": n / seconds if seconds > 0 else 0.0, "detected": detected, "warmup": warmup,
+            "static_image_mode": False, "model_complexity": MODEL_COMPLEXITY, "versions": versions()}
+
+
+def lsp(items_json: str) -> None:
+    with open(items_json, encoding="utf-8") as f:
+        items = json.load(f)
+    pose = open_pose(static=True)
+    for i, item in enumerate(items):
+        img = cv2.imread(item["image"], cv2.IMREAD_COLOR)
+        if img is None:
+            raise SystemExit(f"mediapipe_runner: cannot read {item['image']}")
+        size = int(item["size"])
+        crop = cv2.warpAffine(img, np.asarray(item["affine"], dtype=np.float64), (size, size),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        lm = landmarks_px(pose.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)), size, size)
+        out = None if lm is None else crop_to_image(lm, item["affine"]).round(3).tolist()
+        print(json.dumps({"i": i, "landmarks": out}), flush=True)
+    pose.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    sp = sub.add_parser("speed", help="end-to-end fps on a clip, video (tracking) mode")
+    sp.add_argument("clip")
+    sp.add_argument("--frames", type=int, default=0, help="frames to time from the start (0: the whole clip)")
+    sp.add_argument("--warmup", type=int, default=10, help="untimed frames first")
+    lp = sub.add_parser("lsp", help="landmarks for square crops of images, static-image mode")
+    lp.add_argument("items_json")
+    args = ap.parse_args()
+    if args.mode == "speed":
+        print(json.dumps(speed(args.clip, args.frames, args.warmup)), flush=True)
+    else:
+        lsp(args.items_json)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
