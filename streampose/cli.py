@@ -192,10 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", choices=NAMES,
                    help="inference backend; auto: the fastest that works here (default: %(default)s)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
-    r.add_argument("--crop", default="center", type=_crop_spec,
-                   help="which part of the frame the network sees: center (the centered person), track "
-                        "(follow the last pose), detect (HOG person detector) or a person box x,y,w,h "
-                        "(default: %(default)s)")
+    r.add_argument("--crop", default="track", type=_crop_spec,
+                   help="which part of the frame the network sees: track (frame the last confident pose, "
+                        "the centered person until there is one), center (always the centered person), detect "
+                        "(scan the frame for the person; slow), track+detect (track, scanning when the person "
+                        "is lost) or a person box x,y,w,h (default: %(default)s)")
     r.add_argument("--max-batch", type=_positive_int, default=4,
                    help="frames per inference call, gathered across streams (default: %(default)s)")
     r.add_argument("--max-wait-ms", type=float, default=0.0,

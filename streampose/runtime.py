@@ -128,6 +128,8 @@ class _Stream:
     stats: StreamStats
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: bool = False
+    last_index: int = -1
+    """The newest frame index sent to inference (live streams never go back in time)."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,11 @@ class PoseStream:
     """Poses from one or more sources, as an iterator of `Result`s, with sinks called on the way.
 
     `sources`: paths, URLs or camera indices (see `open_source`); stream ids are `names` or
-    `s0`, `s1`, ... in the order given. `crop`: `center`, `track`, `detect` or `x,y,w,h`.
+    `s0`, `s1`, ... in the order given. `crop`: `track` (frame the last confident pose; the centred
+    person until there is one), `center`, `detect`, `track+detect` or `x,y,w,h` (see `streampose.crop`).
+    With `track`, a frame's crop uses the newest pose known when it is prepared, which in a batched
+    pipeline can be a few frames old (and vary a little between runs); `center` or a box are exactly
+    repeatable.
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
     """
 
@@ -188,7 +194,7 @@ class PoseStream:
         model: Checkpoint | str | os.PathLike[str] = models.DEFAULT,
         backend: str = "auto",
         device: str = "cpu",
-        crop: str = "center",
+        crop: str = "track",
         max_batch: int = 4,
         max_wait_ms: float = 0.0,
         flip: bool = False,
@@ -424,7 +430,7 @@ class PoseStream:
                     pending = nxt  # an event or the end: run what we have first, keeping the order
                     break
                 batch.append(nxt)
-            for result in self._run_batch(_newest_per_live_stream(batch)):
+            for result in self._run_batch(self._freshen(_newest_per_live_stream(batch))):
                 if not self._put(self._results, result):
                     return
 
@@ -433,6 +439,42 @@ class PoseStream:
             return q.get(timeout=POLL_S)
         except queue.Empty:
             return None
+
+    def _freshen(self, batch: list[_Item]) -> list[_Item]:
+        """Live streams: swap each frame for the newest one waiting in its inbox, and drop frames older
+        than one already inferred. Frames prepared while the model was busy are a model run old by
+        now; without this, latency on a slow model would be several model runs instead of one."""
+        out = []
+        for it in batch:
+            s = it.stream
+            if not s.inbox.live:
+                out.append(it)
+                continue
+            newer = self._take_newest(s)
+            if newer is not None:
+                s.stats.dropped_batch += 1
+                with s.lock:
+                    crop = s.policy.crop(newer.image)
+                it = _Item(s, newer, crop, self.estimator.prepare(newer.image, crop.center, crop.scale))
+            if it.frame.index <= s.last_index:
+                s.stats.dropped_batch += 1
+                continue
+            s.last_index = it.frame.index
+            out.append(it)
+        return out
+
+    def _take_newest(self, s: _Stream) -> Frame | None:
+        """The newest frame in a live inbox, if only frames wait there (an event keeps its place in order)."""
+        with self._cond:
+            items = s.inbox.items
+            if not items or not all(isinstance(i, Frame) for i in items):
+                return None
+            newest = items.pop()
+            s.stats.dropped_inbox += len(items)
+            items.clear()
+            self._cond.notify_all()
+        assert isinstance(newest, Frame)
+        return newest
 
     def _run_batch(self, batch: list[_Item]) -> list[Result]:
         poses = self.estimator.infer([it.prepared for it in batch])
