@@ -31,7 +31,7 @@ KEYPOINT_SUFFIXES = (".jsonl", ".csv")
 X264_OPTIONS = {"crf": "20", "preset": "veryfast"}
 
 
-class OutputError(Exception):
+class OutputError(OSError):
     """An output that cannot be written; the one-line message names the path and what to do."""
 
 
@@ -44,6 +44,16 @@ def _check_target(path: Path) -> None:
         raise OutputError(f"{path}: folder {parent} is not writable; choose another path")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
+
+
+def check_video_path(path: str | os.PathLike[str]) -> Path:
+    """The path of a video to write, checked (suffix, folder) before any work is done."""
+    p = Path(path)
+    if p.suffix.lower() not in VIDEO_SUFFIXES:
+        raise OutputError(f"{path}: cannot write video as {p.suffix or 'a file without suffix'}; "
+                          f"use {', '.join(VIDEO_SUFFIXES)}")
+    _check_target(p)
+    return p
 
 
 class VideoWriter:
@@ -65,11 +75,7 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike[str], width: int, height: int, rate: Fraction | float | int,
                  time_base: Fraction | None = None, audio_from: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path)
-        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise OutputError(f"{path}: cannot write video as {self.path.suffix or 'a file without suffix'}; "
-                              f"use {', '.join(VIDEO_SUFFIXES)}")
-        _check_target(self.path)
+        self.path = check_video_path(path)
         if width <= 0 or height <= 0:
             raise ValueError(f"{path}: video size must be positive, got {width}x{height}")
         # floats such as 29.97 or 30000/1001 as a float: back to the fraction they stand for

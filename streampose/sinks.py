@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from streampose.draw import draw_hud, draw_pose
-from streampose.outputs import KeypointWriter, VideoWriter
+from streampose.outputs import KeypointWriter, VideoWriter, check_video_path
 from streampose.publish import Publisher
 from streampose.runtime import Result, Sink, StreamEvent, StreamStats
 from streampose.wire import ControlMessage
@@ -79,7 +79,7 @@ class VideoSink(Sink):
 
     def __init__(self, path: str | os.PathLike[str], streams: int = 1, hud: bool = True,
                  min_conf: float = 0.3) -> None:
-        self.path, self.multi, self.hud, self.min_conf = Path(path), streams > 1, hud, min_conf
+        self.path, self.multi, self.hud, self.min_conf = check_video_path(path), streams > 1, hud, min_conf
         self.writers: dict[str, VideoWriter] = {}
         self.sizes: dict[str, tuple[int, int]] = {}
         self.timed: dict[str, bool] = {}

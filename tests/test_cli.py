@@ -87,6 +87,17 @@ def test_bad_model_is_a_one_line_error(tmp_path: Path, messi: Path) -> None:
     assert "not a streampose checkpoint" in one_line_error(sp("run", str(messi), "--model", str(bad)))
 
 
+@pytest.mark.parametrize(("option", "expect"), [
+    (("--save", "out.avi"), "cannot write video as .avi"),
+    (("--keypoints", "missing/k.jsonl"), "does not exist"),
+    (("--keypoints", "k.txt"), ".jsonl or .csv"),
+])
+def test_bad_outputs_fail_before_any_work(tmp_path: Path, messi: Path, option: tuple[str, str], expect: str) -> None:
+    r = sp("run", str(messi), option[0], str(tmp_path / option[1]))
+    assert expect in one_line_error(r)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_options_are_usage_errors(messi: Path) -> None:
     assert "x,y,w,h" in one_line_error(sp("run", str(messi), "--crop", "1,2,3"), code=2)
     assert "positive integer" in one_line_error(sp("run", str(messi), "--max-batch", "0"), code=2)
