@@ -13,7 +13,7 @@ from typing import TextIO
 import streampose
 from streampose import models
 from streampose.backends import NAMES
-from streampose.wire import to_map
+from streampose.wire import Message, to_map
 
 
 class UserError(Exception):
@@ -145,11 +145,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(msg: object, out: TextIO | None) -> None:
+def _show(msg: Message, out: TextIO | None) -> None:
     from streampose.wire import ControlMessage, PoseMessage
 
     if out is not None:
-        assert isinstance(msg, PoseMessage | ControlMessage)
         out.write(json.dumps(to_map(msg, binary_kp=False)) + "\n")
         out.flush()
     elif isinstance(msg, ControlMessage):

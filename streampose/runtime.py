@@ -399,10 +399,7 @@ class PoseStream:
                 if not self._put(self._prepared, item):
                     return
                 continue
-            with s.lock:
-                crop = s.policy.crop(item.image)
-            prepared = self.estimator.prepare(item.image, crop.center, crop.scale)
-            if not self._put(self._prepared, _Item(s, item, crop, prepared)):
+            if not self._put(self._prepared, self._prepare(s, item)):
                 return
         self._put(self._prepared, _DONE)
 
@@ -440,6 +437,12 @@ class PoseStream:
         except queue.Empty:
             return None
 
+    def _prepare(self, s: _Stream, frame: Frame) -> _Item:
+        """The frame's crop (from its stream's policy) warped to the network input."""
+        with s.lock:
+            crop = s.policy.crop(frame.image)
+        return _Item(s, frame, crop, self.estimator.prepare(frame.image, crop.center, crop.scale))
+
     def _freshen(self, batch: list[_Item]) -> list[_Item]:
         """Live streams: swap each frame for the newest one waiting in its inbox, and drop frames older
         than one already inferred. Frames prepared while the model was busy are a model run old by
@@ -453,9 +456,7 @@ class PoseStream:
             newer = self._take_newest(s)
             if newer is not None:
                 s.stats.dropped_batch += 1
-                with s.lock:
-                    crop = s.policy.crop(newer.image)
-                it = _Item(s, newer, crop, self.estimator.prepare(newer.image, crop.center, crop.scale))
+                it = self._prepare(s, newer)
             if it.frame.index <= s.last_index:
                 s.stats.dropped_batch += 1
                 continue
