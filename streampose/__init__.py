@@ -13,14 +13,37 @@
             print(msg.stream, msg.frame, msg.kp)
 """
 
-from streampose.api import PoseEstimator, load_model
-from streampose.checkpoint import Checkpoint, CheckpointError
-from streampose.joints import COCO17, LSP14, MPII16, JointSet
-from streampose.model import HourglassConfig, StackedHourglass
-from streampose.pose import Pose
-from streampose.publish import Publisher
-from streampose.runtime import PoseStream, Result, Sink
-from streampose.subscriber import Subscriber
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streampose.api import PoseEstimator, load_model
+    from streampose.checkpoint import Checkpoint, CheckpointError
+    from streampose.joints import COCO17, LSP14, MPII16, JointSet
+    from streampose.model import HourglassConfig, StackedHourglass
+    from streampose.pose import Pose
+    from streampose.publish import Publisher
+    from streampose.runtime import PoseStream, Result, Sink
+    from streampose.subscriber import Subscriber
+
+_EXPORTS = {
+    "PoseEstimator": "api", "load_model": "api", "Checkpoint": "checkpoint", "CheckpointError": "checkpoint",
+    "COCO17": "joints", "LSP14": "joints", "MPII16": "joints", "JointSet": "joints",
+    "HourglassConfig": "model", "StackedHourglass": "model", "Pose": "pose", "Publisher": "publish",
+    "PoseStream": "runtime", "Result": "runtime", "Sink": "runtime", "Subscriber": "subscriber",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use: `import streampose` stays light, and training code needs no PyAV or ZeroMQ."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"streampose.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'streampose' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

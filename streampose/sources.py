@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -117,6 +116,8 @@ class AVSource(Source):
     plays a file at its native rate, as a live source would deliver it."""
 
     def __init__(self, spec: str, realtime: bool = False) -> None:
+        import av  # here, not at module level: image-only users (training, evaluation) need no PyAV
+
         network = bool(URL.match(spec)) and not spec.startswith("file:")
         if not network and not Path(spec).exists():
             raise SourceError(f"{spec}: no such file or folder")
@@ -141,6 +142,8 @@ class AVSource(Source):
             frames=self.stream.frames or None, path=None if network else os.fspath(spec))
 
     def __iter__(self) -> Iterator[Frame]:
+        import av
+
         start_wall: float | None = None
         start_pts = 0.0
         try:

@@ -68,7 +68,7 @@ def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path)
     small = tiny(lspet, tmp_path / "small", max_steps=1, input_size=64)
     small.run()
     big = tiny(lspet, tmp_path / "big", max_steps=1, input_size=128, init=str(tmp_path / "small" / "run" / "last.pt"))
-    assert big.net.cfg.input_size == 128 and big.samples[0][0].shape[-1] == 128
+    assert big.net.cfg.input_size == 128 and big.samples[0, 0][0].shape[-1] == 128
     for k, v in small.net.state_dict().items():
         torch.testing.assert_close(big.net.state_dict()[k], v, msg=k)
     with pytest.raises(ValueError, match="only the input size may differ"):
@@ -77,7 +77,7 @@ def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path)
 
 def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> None:
     t = tiny(lspet, tmp_path, epochs=1)
-    x, target, weight = (torch.stack(v) for v in zip(*(t.samples[i] for i in range(8)), strict=True))
+    x, target, weight = (torch.stack(v) for v in zip(*(t.samples[0, i] for i in range(8)), strict=True))
     first = None
     for _ in range(8):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -93,7 +93,7 @@ def test_samples_put_targets_on_the_joints(lspet: Path, tmp_path: Path) -> None:
     ds = load_lsp(lspet, 1, 10)
     cache = CropCache(ds, 128, tmp_path)
     samples = PoseSamples(cache, Normalization(), Augment.none())
-    x, target, weight = samples[0]
+    x, target, weight = samples[0, 0]
     assert x.shape == (3, 128, 128) and target.shape == (14, 32, 32)
     # without augmentation the crop is the cached crop's centre: peaks sit at the joints
     j = cache.joints[0]

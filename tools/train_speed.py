@@ -51,7 +51,7 @@ def main() -> None:
             Normalization().apply(g.warp_image(img, m, cfg.input_size)[None])
 
         n = len(ds)
-        cached_ms = per_item_ms(lambda i: samples[i], n)
+        cached_ms = per_item_ms(lambda i: samples[0, i], n)
         uncached_ms = per_item_ms(uncached, n)
     print(f"data, ms per sample (incl. augmentation and targets): cached {cached_ms:.2f}   "
           f"decode-every-time {uncached_ms:.2f}   ratio {uncached_ms / cached_ms:.1f}x")

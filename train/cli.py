@@ -38,6 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="train at this input size instead of the config's (e.g. 128 for cheap early epochs)")
     t.add_argument("--init", default="", metavar="CKPT",
                    help="start from this checkpoint's weights (same config; the input size may differ)")
+    t.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto, the GPU where there is one)")
+    t.add_argument("--workers", type=int, default=-1,
+                   help="processes making samples (default: none on CPU, up to 8 beside a GPU)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set",
@@ -74,7 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=args.config, out=args.out or f"runs/{args.config}", epochs=args.epochs, batch=args.batch, lr=args.lr,
         optimizer=args.optimizer, lr_drops=_lr_drops(args.lr_drops), checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps, seed=args.seed, bf16=not args.no_bf16, flip_val=args.flip_val,
-        cache_dir=args.cache_dir, input_size=args.input_size, init=args.init)
+        cache_dir=args.cache_dir, input_size=args.input_size, init=args.init,
+        device=args.device, workers=args.workers)
     trainer = Trainer(cfg, train_set, val_set, resume=args.resume)
     path = trainer.run()
     print(f"trained {trainer.step} steps: {path}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from streampose import geometry as g
 from streampose.joints import flip_keypoints
 from streampose.preprocess import Normalization
 from streampose.sources import read_image
-from train.datasets import Dataset
+from train.datasets import Annotation, Dataset
 
 F32 = npt.NDArray[np.float32]
 
@@ -80,11 +81,15 @@ class CropCache:
         tmp = images.with_suffix(".tmp")
         out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
         all_joints = np.zeros((len(dataset), len(dataset.joints), 3), np.float32)
-        for i, a in enumerate(tqdm(dataset.items, desc="caching crops", unit="img", disable=None)):
-            image = read_image(a.image)
+        def crop(a: Annotation) -> tuple[npt.NDArray[np.uint8], F32]:
             m = g.crop_transform(a.center, a.scale * CONTEXT, self.side)
-            out[i] = g.warp_image(image, m, self.side)
-            all_joints[i] = g.transform_points(m, a.joints)
+            return g.warp_image(read_image(a.image), m, self.side), g.transform_points(m, a.joints).astype(np.float32)
+
+        with ThreadPoolExecutor(os.cpu_count()) as pool:  # OpenCV decodes and warps without the GIL
+            done = pool.map(crop, dataset.items)
+            for i, (image, points) in enumerate(tqdm(done, total=len(dataset), desc="caching crops", unit="img",
+                                                     disable=None)):
+                out[i], all_joints[i] = image, points
         out.flush()
         del out
         np.save(joints, all_joints)
@@ -117,8 +122,8 @@ def sample_transform(rng: np.random.Generator, cache: CropCache, aug: Augment) -
 class PoseSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """(input (3, S, S), target heatmaps (K, S/4, S/4), joint weights (K,)) for training.
 
-    Randomness comes from (seed, epoch, index), so a sample is the same whichever worker or
-    resumed run draws it: resuming is exact.
+    Items are keyed by (epoch, index) and their randomness comes from (seed, epoch, index), so a
+    sample is the same whichever worker or resumed run draws it: resuming is exact.
     """
 
     def __init__(
@@ -126,14 +131,14 @@ class PoseSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, tor
     ) -> None:
         self.cache, self.norm, self.aug, self.seed = cache, norm, aug, seed
         self.stride, self.sigma = stride, sigma
-        self.epoch = 0
         self.input_to_heat = g.invert(g.heatmap_to_input(stride))
 
     def __len__(self) -> int:
         return len(self.cache)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        epoch, i = key
+        rng = np.random.default_rng((self.seed, epoch, i))
         m, flip = sample_transform(rng, self.cache, self.aug)
         size = self.cache.input_size
         crop = g.warp_image(np.asarray(self.cache.images[i], dtype=np.uint8), m, size)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -59,12 +60,24 @@ class TrainConfig:
     """Train at this input size instead of the preset's (0: the preset's)."""
     init: str = ""
     """Start from this checkpoint's weights (same stacks, features, joints; any input size)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (the GPU where torch sees one)."""
+    workers: int = -1
+    """Sample-making processes (-1: none on CPU, where the model needs both cores; up to 8 beside a GPU)."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.model not in models.PRESETS:
             raise ValueError(f"unknown model config {self.model!r}; choose from {', '.join(models.PRESETS)}")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch build sees no GPU; use --device cpu")
+    return torch.device(name)
 
 
 def make_optimizer(name: str, params: Iterator[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -105,6 +118,10 @@ class Trainer:
         self.net = StackedHourglass(config)
         if cfg.init and not resume:
             self._init_from(Path(cfg.init))
+        self.device = pick_device(cfg.device)
+        self.net = self.net.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.opt = make_optimizer(cfg.optimizer, self.net.parameters(), cfg.lr)
         self.step = 0
         self.log: list[dict[str, Any]] = []
@@ -176,9 +193,20 @@ class Trainer:
             return None
         self.net.eval()
         c = ck.Checkpoint(self.net.cfg, self.train_set.joints, self.norm, state_dict=self.net.state_dict())
-        rep = score(TorchBackend(c), self.val_set, flip=self.cfg.flip_val, progress=False)
+        rep = score(TorchBackend(c, device=str(self.device)), self.val_set, flip=self.cfg.flip_val, progress=False)
         self.net.train()
         return rep
+
+    def loader(self, total: int) -> torch.utils.data.DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Batches from the current step to `total`, made by worker processes where there are cores to spare.
+
+        Each batch is a list of (epoch, index) keys, so workers never need to be told the epoch."""
+        workers = self.cfg.workers
+        if workers < 0:
+            workers = 0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 1) - 1))
+        return torch.utils.data.DataLoader(
+            self.samples, batch_sampler=EpochBatches(self.cfg, len(self.samples), self.step, total),
+            num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def run(self) -> Path:
         """Train to the end (or max_steps); returns the final checkpoint's path."""
@@ -190,11 +218,7 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, desc=f"train {cfg.model}", unit="step", disable=None)
         try:
             self.net.train()
-            while self.step < total:
-                epoch, pos = divmod(self.step, self.steps_per_epoch)
-                self._epoch(epoch, pos, total, bar)
-                if self.step % self.steps_per_epoch == 0:
-                    self._end_of_epoch(epoch)
+            self._steps(self.loader(total), total, bar)
         except (KeyboardInterrupt, _Stop):
             bar.close()
             self.checkpoint(self.last_path)
@@ -214,24 +238,22 @@ class Trainer:
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         raise _Stop
 
-    def _epoch(self, epoch: int, pos: int, total: int, bar: tqdm) -> None:
+    def _steps(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], total: int,
+               bar: tqdm) -> None:
         cfg = self.cfg
-        self.samples.epoch = epoch
-        order = np.random.default_rng((cfg.seed, epoch)).permutation(len(self.samples))
-        lr = learning_rate(cfg, epoch)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        window: list[float] = []
-        t_window = time.perf_counter()
-        for b in range(pos, self.steps_per_epoch):
-            if self.step >= total:
-                return
+        window = torch.zeros((), device=self.device)
+        n_window, t_window = 0, time.perf_counter()
+        for x, target, weight in batches:
             t0 = time.perf_counter()
-            idx = order[b * cfg.batch : (b + 1) * cfg.batch]
-            x, target, weight = (torch.stack(t) for t in zip(*(self.samples[int(i)] for i in idx), strict=True))
+            epoch = self.step // self.steps_per_epoch
+            lr = learning_rate(cfg, epoch)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            x = x.to(self.device, non_blocking=True)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            target, weight = target.to(self.device, non_blocking=True), weight.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 outputs = self.net(x)
             loss = masked_mse(outputs, target, weight)
             self.opt.zero_grad(set_to_none=True)
@@ -239,20 +261,28 @@ class Trainer:
             self.opt.step()
             self.step += 1
             self.seconds += time.perf_counter() - t0
-            window.append(loss.item())
+            window += loss.detach()
+            n_window += 1
             bar.update(1)
             if self.step % cfg.log_every == 0:
-                speed = len(window) * cfg.batch / (time.perf_counter() - t_window)
-                entry = {"kind": "train", "step": self.step, "epoch": epoch, "loss": float(np.mean(window)),
-                         "lr": lr, "img_s": round(speed, 1)}
+                mean_loss = window.item() / n_window  # the only GPU sync: once per log_every steps
+                speed = n_window * cfg.batch / (time.perf_counter() - t_window)
+                entry = {"kind": "train", "step": self.step, "epoch": epoch, "loss": mean_loss, "lr": lr,
+                         "img_s": round(speed, 1)}
                 self.log.append(entry)
-                bar.set_postfix(loss=f"{entry['loss']:.2e}", img_s=f"{speed:.0f}", epoch=epoch)
+                bar.set_postfix(loss=f"{mean_loss:.2e}", img_s=f"{speed:.0f}", epoch=epoch)
                 if bar.disable and self.step % (4 * cfg.log_every) == 0:  # no terminal: a plain line instead
-                    print(f"step {self.step}/{total} epoch {epoch} loss {entry['loss']:.3e} {speed:.0f} img/s",
+                    print(f"step {self.step}/{total} epoch {epoch} loss {mean_loss:.3e} {speed:.0f} img/s",
                           file=sys.stderr)
-                window, t_window = [], time.perf_counter()
-            if self.step % cfg.checkpoint_every == 0:
+                window.zero_()
+                n_window, t_window = 0, time.perf_counter()
+            if self.step % self.steps_per_epoch == 0:
+                self._end_of_epoch(epoch)
+                t_window = time.perf_counter()
+            elif self.step % cfg.checkpoint_every == 0:
                 self.checkpoint(self.last_path)
+            if self.step >= total:
+                return
 
     def _end_of_epoch(self, epoch: int) -> None:
         rep = self.validate()
@@ -267,6 +297,26 @@ class Trainer:
     def write_log(self) -> None:
         (self.out / "log.json").write_text(json.dumps(self.log, indent=1))
         plot_curve(self.log, self.out / "curve.png", self.cfg.model)
+
+
+class EpochBatches:
+    """Batches of (epoch, index) keys from `start` to `end` steps: each epoch a fresh permutation drawn
+    from (seed, epoch), so the order depends only on the step, never on how the run was interrupted."""
+
+    def __init__(self, cfg: TrainConfig, n: int, start: int, end: int) -> None:
+        self.cfg, self.n, self.start, self.end = cfg, n, start, end
+        self.per_epoch = math.ceil(n / cfg.batch)
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        b, order, order_epoch = self.cfg.batch, np.arange(0), -1
+        for step in range(self.start, self.end):
+            epoch, pos = divmod(step, self.per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = np.random.default_rng((self.cfg.seed, epoch)).permutation(self.n), epoch
+            yield [(epoch, int(i)) for i in order[pos * b : (pos + 1) * b]]
 
 
 def plot_curve(log: list[dict[str, Any]], path: Path, title: str) -> None:
