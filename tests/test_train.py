@@ -64,6 +64,20 @@ def test_resume_is_exact(lspet: Path, tmp_path: Path) -> None:
     assert c.metadata["steps"] == 5 and c.metadata["trained"] and "limbs" in c.metadata["metrics"]
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_worker_processes_make_the_same_samples(lspet: Path, tmp_path: Path) -> None:
+    """Samples are keyed by (epoch, index): made in worker processes (as beside a GPU) or in the
+    training process, the run is the same, across an epoch boundary too."""
+    inline = tiny(lspet, tmp_path / "inline", epochs=2, max_steps=4, workers=0)
+    inline.run()
+    workers = tiny(lspet, tmp_path / "workers", epochs=2, max_steps=4, workers=2)
+    workers.run()
+    a, b = inline.net.state_dict(), workers.net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert inline.steps_per_epoch == 3 and workers.step == 4
+
+
 def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path) -> None:
     small = tiny(lspet, tmp_path / "small", max_steps=1, input_size=64)
     small.run()

@@ -25,9 +25,10 @@ from train.datasets import open_dataset
 from train.evaluate import score
 
 
-def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None, dest: Path = models.HERE
-         ) -> dict[str, Any]:
+def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None, dest: Path = models.HERE,
+         machine: str | None = None) -> dict[str, Any]:
     src = ck.load(run / "last.pt")
+    history = _earlier_training(src.metadata["train_config"].get("init", ""))
     weights = ck.save(ck.Checkpoint(src.config, src.joints, src.normalization, src.metadata, src.state_dict),
                       dest / f"{name}.pt", half=True)
     shipped = ck.load(weights)
@@ -51,12 +52,24 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
         "training": {"steps": src.metadata["steps"], "epochs": src.metadata["epochs"],
                      "seconds": src.metadata["training_seconds"], "config": src.metadata["train_config"],
                      "augmentation": src.metadata["augmentation"],
-                     "machine": f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}"},
+                     "machine": machine or src.metadata.get("machine")
+                     or f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}",
+                     **({"started_from": history} if history else {})},
         "validation": metrics,
         "commands": commands,
     }
     (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
+
+
+def _earlier_training(init: str) -> dict[str, Any] | None:
+    """The training block of the card beside an --init checkpoint: a fine-tuned model's card keeps
+    the history of the weights it started from (read before those weights are replaced)."""
+    card = Path(init).with_suffix(".json") if init else None
+    if card is None or not card.is_file():
+        return None
+    earlier: dict[str, Any] = json.loads(card.read_text())
+    return {"weights": init, **earlier["training"], "commands": earlier.get("commands", [])}
 
 
 def main() -> None:
@@ -65,8 +78,10 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="model name, e.g. hg2-lite")
     ap.add_argument("--val", default=None, help="validation set spec (default: the one the run validated on)")
     ap.add_argument("--command", action="append", default=[], help="a command that produced the run (repeatable)")
+    ap.add_argument("--machine", default=None,
+                    help="where it trained (default: as recorded in the checkpoint, else this machine)")
     args = ap.parse_args()
-    card = ship(args.run, args.name, args.command, args.val)
+    card = ship(args.run, args.name, args.command, args.val, machine=args.machine)
     for kind, rep in card["validation"].items():
         print(f"{kind:>5}: {rep['metric']} limbs {100 * rep['limbs']:.1f}  all {100 * rep['all']:.1f}")
 
