@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -208,9 +209,14 @@ class Trainer:
         workers = self.cfg.workers
         if workers < 0:
             workers = 0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 1) - 1))
+        if workers:
+            # Workers warp one sample at a time: OpenCV's thread pool in each would only oversubscribe
+            # the cores (15 workers made ~750 samples/s on a 16-core GPU host). Set before they fork:
+            # changing it inside a forked worker hangs.
+            cv2.setNumThreads(1)
         return torch.utils.data.DataLoader(
             self.samples, batch_sampler=EpochBatches(self.cfg, len(self.samples), self.step, total),
-            num_workers=workers, pin_memory=self.device.type == "cuda", worker_init_fn=_one_cv_thread)
+            num_workers=workers, pin_memory=self.device.type == "cuda")
 
     def run(self) -> Path:
         """Train to the end (or max_steps); returns the final checkpoint's path."""
@@ -219,6 +225,7 @@ class Trainer:
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
         old = signal.signal(signal.SIGTERM, self._on_term)
+        cv_threads = cv2.getNumThreads()  # loader() may lower it for its workers
         bar = tqdm(total=total, initial=self.step, desc=f"train {cfg.model}", unit="step", disable=None)
         try:
             self.net.train()
@@ -232,6 +239,7 @@ class Trainer:
             raise KeyboardInterrupt from None
         finally:
             signal.signal(signal.SIGTERM, old)
+            cv2.setNumThreads(cv_threads)
             bar.close()
         if self.step % self.steps_per_epoch:  # stopped mid-epoch by max_steps: validate anyway
             self._end_of_epoch(self.step // self.steps_per_epoch)
@@ -301,14 +309,6 @@ class Trainer:
     def write_log(self) -> None:
         (self.out / "log.json").write_text(json.dumps(self.log, indent=1))
         plot_curve(self.log, self.out / "curve.png", self.cfg.model)
-
-
-def _one_cv_thread(worker: int) -> None:
-    """Each worker warps one sample at a time: OpenCV's own thread pool in every worker would only
-    oversubscribe the cores (seen on a 16-core GPU host: 15 workers made ~750 samples/s)."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 class EpochBatches:
