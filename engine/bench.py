@@ -8,11 +8,12 @@ the median of repeated timed rounds after warm-up.
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -183,9 +184,12 @@ class PipelineRow:
     batch: int
     clip: str
     live: bool
+    streams: int
+    """Copies of the clip run side by side, each its own reader, batched together."""
     frames: int
+    """Delivered, all streams together."""
     fps: float
-    """End to end: decode, crop, infer, decode heatmaps, publish over ZeroMQ to a subscriber."""
+    """End to end, all streams together: decode, crop, infer, decode heatmaps, publish over ZeroMQ to a subscriber."""
     model_fps: float
     """The backend alone at the same batch size, same run."""
     model_ms: float
@@ -205,53 +209,56 @@ class PipelineRow:
         return {**asdict(self), "efficiency": self.efficiency}
 
 
-def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False
+def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False, streams: int = 1
                  ) -> tuple[int, float, StreamStats, dict[str, float]]:
-    """One pass of `clip` through the runtime, publishing to a real subscriber on loopback.
-    Returns (frames, seconds, stream stats, CPU seconds per stage)."""
+    """One pass of `clip` (`streams` copies at once) through the runtime, publishing to a real subscriber
+    on loopback. Returns (frames of all streams, seconds, the first stream's stats, CPU seconds per stage)."""
     with Publisher("tcp://127.0.0.1:*", hwm=1000) as pub, Subscriber(pub.endpoint, timeout=1.0) as sub:
         reader = threading.Thread(target=lambda: sum(1 for _ in sub), daemon=True)
         reader.start()
-        stream = PoseStream(clip, estimator=PoseEstimator(backend=backend), max_batch=batch, live=live,
+        stream = PoseStream([clip] * streams, estimator=PoseEstimator(backend=backend), max_batch=batch, live=live,
                             sinks=[PublishSink(pub)])
         t0, c0 = time.perf_counter(), time.thread_time()
-        stats = stream.run()["s0"]
+        stats = stream.run()
         seconds, consumer_cpu = time.perf_counter() - t0, time.thread_time() - c0
         reader.join(timeout=5)
-    return stats.delivered, seconds, stats, {**stream.cpu_seconds, "sinks": consumer_cpu}
+    frames = sum(s.delivered for s in stats.values())
+    return frames, seconds, stats["s0"], {**stream.cpu_seconds, "sinks": consumer_cpu}
 
 
 def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "engines/cache",
-             names: list[str] | None = None, rounds: int = 3, live: bool = False) -> list[PipelineRow]:
+             names: list[str] | None = None, rounds: int = 3, live: bool = False, streams: Sequence[int] = (1,)
+             ) -> list[PipelineRow]:
     """End-to-end fps (or, `live`, latency at the clip's native rate) against model-only fps, alternating
     model-only and pipeline rounds so that machine noise hits both alike; medians are reported."""
     rows = []
     for model in models:
         for name, precision, backend in backends_for(model, cache, names):
             with backend:
-                for batch in batches:
+                for batch, n in itertools.product(batches, streams):
                     model_s, e2e_fps, runs = [], [], []
                     for _ in range(rounds):
                         model_s.append(time_batches(backend, batch, rounds=1, round_s=2.0))
-                        frames, seconds, stats, cpu = run_pipeline(backend, clip, batch, live)
+                        frames, seconds, stats, cpu = run_pipeline(backend, clip, batch, live, n)
                         e2e_fps.append(frames / seconds)
                         runs.append((frames, stats, cpu))
                     frames, stats, cpu = runs[len(runs) // 2]
                     sec = statistics.median(model_s)
                     rows.append(PipelineRow(
-                        model, name, precision, batch, os.path.basename(clip), live, frames, statistics.median(e2e_fps),
+                        model, name, precision, batch, os.path.basename(clip), live, n, frames,
+                        statistics.median(e2e_fps),
                         batch / sec, 1000 * sec, stats.latency_ms(50), stats.latency_ms(99), stats.dropped,
                         {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()}))
                     print(format_pipeline(rows[-1]), flush=True)
     return rows
 
 
-PIPELINE_HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'mode':>6}{'e2e fps':>9}{'model':>8}"
-                   f"{'ratio':>7}{'lat p50':>9}{'p99':>7}{'model ms':>9}{'drop':>6}  CPU-ms/frame by stage")
+PIPELINE_HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'mode':>6}{'strm':>5}{'e2e fps':>9}"
+                   f"{'model':>8}{'ratio':>7}{'lat p50':>9}{'p99':>7}{'model ms':>9}{'drop':>6}  CPU-ms/frame by stage")
 
 
 def format_pipeline(r: PipelineRow) -> str:
     stages = " ".join(f"{k} {v:.1f}" for k, v in r.cpu_ms_per_frame.items())
-    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{'live' if r.live else 'file':>6}"
+    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{'live' if r.live else 'file':>6}{r.streams:>5}"
             f"{r.fps:>9.1f}{r.model_fps:>8.1f}{r.efficiency:>7.2f}{r.latency_ms_p50:>9.1f}{r.latency_ms_p99:>7.1f}"
             f"{r.model_ms:>9.1f}{r.dropped:>6}  {stages}")

@@ -74,6 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     n.add_argument("--model-only", action="store_true", help="model-only table (default; with --e2e: both)")
     n.add_argument("--e2e", metavar="CLIP", default=None, help="run this clip end to end through the runtime")
     n.add_argument("--live", action="store_true", help="--e2e as a live source (native rate, stale frames dropped)")
+    n.add_argument("--streams", default="1", help="--e2e with N copies of the clip at once, e.g. 1,2,4 (fps is all "
+                                                   "streams together)")
     n.add_argument("--models", default=",".join(models.shipped()) or models.DEFAULT,
                    help="comma-separated model names or checkpoints; a named model without installed weights is "
                         "timed with random weights (default: %(default)s)")
@@ -160,10 +162,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from engine.bench import PIPELINE_HEADER, pipeline
     from streampose.info import cpu
 
-    try:
-        batches = [int(v) for v in args.batches.split(",")]
-    except ValueError:
-        raise ValueError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
+    batches, streams = _counts("--batches", args.batches), _counts("--streams", args.streams)
     if args.e2e and not Path(args.e2e).is_file():
         raise ValueError(f"--e2e {args.e2e}: no such clip")
     names = [v for v in args.backends.split(",") if v] or None
@@ -176,13 +175,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.e2e:
         print(PIPELINE_HEADER)
         rows = pipeline(model_names, args.e2e, batches, cache=args.cache, names=names, rounds=args.rounds,
-                        live=args.live)
+                        live=args.live, streams=streams)
         print("ratio: end-to-end fps / model-only fps at the same batch, alternating rounds; latency: capture to "
               "publish; CPU-ms: thread CPU time per delivered frame")
         report["pipeline"] = [r.to_dict() for r in rows]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
+
+
+def _counts(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise ValueError(f"{flag} must be positive, got {text!r}")
+    return values
 
 
 def _bench_model_only(model_names: list[str], batches: list[int], cache: str, names: list[str] | None,
