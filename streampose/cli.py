@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TextIO
@@ -18,6 +20,21 @@ from streampose.wire import Message, to_map
 
 class UserError(Exception):
     """Reported as one line on stderr with exit code 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a stopped run still flushes and closes its outputs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _stop_on_sigterm() -> None:
+    """`kill`, `docker stop` and systemd send SIGTERM, whose default ends Python without any cleanup
+    (a recording without its index, no end-of-stream); treat it as Ctrl-C instead."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def _positive_int(text: str) -> int:
@@ -257,14 +274,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from streampose.checkpoint import CheckpointError
     from streampose.sources import SourceError
 
+    _stop_on_sigterm()
     try:
         code: int = args.func(args)
     except (UserError, CheckpointError, SourceError, BackendUnavailable, ValueError, OSError) as e:
         print(f"streampose {args.command}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"streampose {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"streampose {args.command}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # the reader went away (`streampose run ... | head`): stop quietly, as `cat` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

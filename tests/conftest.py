@@ -4,9 +4,17 @@ it skip with the reason when it is absent."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from streampose.publish import Publisher
+    from streampose.subscriber import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 # models converted for OpenVINO are cached between runs; keep the tests' copies out of the user's cache
@@ -45,6 +53,72 @@ def studio_clip(data: Path) -> Path:
 @pytest.fixture(scope="session")
 def basketball_clip(data: Path) -> Path:
     return shared_file(data, "video/basketball_240p.mp4")
+
+
+EXE = shutil.which("streampose", path=str(Path(sys.executable).parent)) or "streampose"
+
+
+def sp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it; `run` publishes nowhere unless a test asks (the default port may be taken)."""
+    extra = ["--publish", "none"] if args[0] == "run" and "--publish" not in args else []
+    return subprocess.run([EXE, *args, *extra], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    """The last stderr line of a command that failed cleanly: the exit code asked for, no traceback."""
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) >= 1
+    return lines[-1]
+
+
+def cut(src: Path, dst: Path, frames: int) -> Path:
+    """The first `frames` frames of a real clip, re-encoded with their original timestamps."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream("libx264", rate=vin.average_rate, options={"preset": "ultrafast"})
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        vout.time_base = vin.time_base
+        for i, f in enumerate(inp.decode(vin)):
+            if i == frames:
+                break
+            g = av.VideoFrame.from_ndarray(f.to_ndarray(format="bgr24"), format="bgr24")
+            g.pts, g.time_base = f.pts, f.time_base
+            out.mux(vout.encode(g))
+        out.mux(vout.encode())
+    return dst
+
+
+def count_frames(path: Path) -> list[float]:
+    """Frame times by an independent decode."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [float(f.time) for f in c.decode(c.streams.video[0])]
+
+
+def free_endpoint() -> str:
+    """A loopback endpoint nobody listens on (bound once by ZeroMQ, then released)."""
+    from streampose.publish import Publisher
+
+    with Publisher("tcp://127.0.0.1:*") as probe:
+        return probe.endpoint
+
+
+def synced(pub: Publisher, sub: Subscriber, stream: str = "sync") -> None:
+    """Beat ZeroMQ's slow joiner: publish a probe until the subscriber sees one (never a bare sleep), then drain."""
+    from streampose.wire import ControlMessage
+
+    for _ in range(200):
+        pub.send(ControlMessage(stream, "stats"))
+        if sub.recv(timeout=0.05) is not None:
+            while sub.recv(timeout=0.05) is not None:
+                pass
+            return
+    raise AssertionError("subscriber never connected")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

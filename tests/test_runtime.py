@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from conftest import count_frames, cut, synced
 
 import streampose
 from streampose.publish import Publisher
@@ -19,29 +19,6 @@ from streampose.sinks import PublishSink
 from streampose.sources import SourceError, open_source
 from streampose.subscriber import Subscriber
 from streampose.wire import ControlMessage, PoseMessage
-
-
-def cut(src: Path, dst: Path, frames: int) -> Path:
-    """The first `frames` frames of a real clip, re-encoded with their original timestamps."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vout = out.add_stream("libx264", rate=vin.average_rate, options={"preset": "ultrafast"})
-        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-        vout.time_base = vin.time_base
-        for i, f in enumerate(inp.decode(vin)):
-            if i == frames:
-                break
-            g = av.VideoFrame.from_ndarray(f.to_ndarray(format="bgr24"), format="bgr24")
-            g.pts, g.time_base = f.pts, f.time_base
-            out.mux(vout.encode(g))
-        out.mux(vout.encode())
-    return dst
-
-
-def count_frames(path: Path) -> list[float]:
-    """Frame times by an independent decode."""
-    with av.open(str(path)) as c:
-        return [float(f.time) for f in c.decode(c.streams.video[0])]
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +55,6 @@ def receive_all(sub: Subscriber, streams: int, out: list[PoseMessage | ControlMe
         out.append(msg)
         if sum(isinstance(m, ControlMessage) and m.event == "eos" for m in out) == streams:
             return
-
-
-def synced(pub: Publisher, sub: Subscriber) -> None:
-    """Beat ZeroMQ's slow joiner: publish a probe until the subscriber sees one (never a bare sleep)."""
-    for _ in range(200):
-        pub.send(ControlMessage("sync", "stats"))
-        msg = sub.recv(timeout=0.05)
-        if msg is not None:
-            while sub.recv(timeout=0.05) is not None:
-                pass
-            return
-    raise AssertionError("subscriber never connected")
 
 
 @pytest.mark.parametrize("batch", [1, 3, 8])
