@@ -106,6 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sid, st in stats.items():
         print(f"streampose run: {sid} ({stream.infos[sid].spec}): {st.delivered} frames, {st.fps:.1f} fps, "
               f"latency p50 {st.latency_ms():.0f} ms, dropped {st.dropped}", file=sys.stderr)
+        if st.damaged:
+            print(f"streampose run: warning: {sid}: skipped {st.damaged} damaged packets of {stream.infos[sid].spec}; "
+                  "the frames around them were processed", file=sys.stderr)
     failed = [st.error for st in stats.values() if st.error]
     for error in failed:
         print(f"streampose run: error: {error}", file=sys.stderr)
@@ -287,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`streampose run ... | head`): stop quietly, as `cat` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as e:  # a bug: still one line (outputs were closed on the way out); the trace on request
+        if os.environ.get("STREAMPOSE_DEBUG"):
+            raise
+        print(f"streampose {args.command}: internal error: {type(e).__name__}: {e} (a bug; please report it, "
+              "with the traceback that STREAMPOSE_DEBUG=1 shows)", file=sys.stderr)
+        return 70
     return code
 
 

@@ -95,6 +95,8 @@ class StreamStats:
     delivered: int = 0
     dropped_inbox: int = 0
     dropped_batch: int = 0
+    damaged: int = 0
+    """Packets of the input that could not be decoded and were skipped."""
     started: float = field(default_factory=time.time)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
     ended: bool = False
@@ -114,7 +116,7 @@ class StreamStats:
         return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frames": self.delivered, "dropped": self.dropped, "fps": round(self.fps, 2),
+        return {"frames": self.delivered, "dropped": self.dropped, "damaged": self.damaged, "fps": round(self.fps, 2),
                 "latency_ms_p50": round(self.latency_ms(50), 2), "latency_ms_p99": round(self.latency_ms(99), 2)}
 
 
@@ -362,9 +364,12 @@ class PoseStream:
             for frame in s.source:
                 if stop.is_set():
                     return
+                s.stats.damaged = s.source.damaged
                 s.inbox.put(frame, stop)
+            s.stats.damaged = s.source.damaged
             s.inbox.put(StreamEvent(s.id, "eos", info), stop)
         except SourceError as e:
+            s.stats.damaged = s.source.damaged
             s.inbox.put(StreamEvent(s.id, "error", info, str(e)), stop)
         except Exception as e:  # a reader must always end its stream, whatever broke
             s.inbox.put(StreamEvent(s.id, "error", info, f"{info.spec}: {type(e).__name__}: {e}"), stop)

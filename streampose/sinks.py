@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from streampose.draw import draw_hud, draw_pose
-from streampose.outputs import KeypointWriter, VideoWriter, check_video_path
+from streampose.outputs import KeypointWriter, VideoWriter, check_video_path, fit_video_size
 from streampose.publish import Publisher
 from streampose.runtime import Result, Sink, StreamEvent, StreamStats
 from streampose.wire import ControlMessage
@@ -97,6 +98,10 @@ class VideoSink(Sink):
         rate = info.rate if info and info.rate else 25
         # still images have no timestamps: space them at the nominal rate
         self.timed[stream] = bool(info and info.time_base)
+        if (fit := fit_video_size(width, height)) != (width, height):
+            print(f"streampose: warning: {self.path_for(stream)}: {width}x{height} frames are larger than H.264 "
+                  f"allows; recording them scaled to {fit[0]}x{fit[1]}", file=sys.stderr)
+            width, height = fit
         w = self.writers[stream] = VideoWriter(self.path_for(stream), width, height, rate,
                                                time_base=info.time_base if info else None,
                                                audio_from=info.path if info and not info.live else None)

@@ -27,6 +27,8 @@ import numpy.typing as npt
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 NETWORK_TIMEOUT_S = 10.0
+MAX_DAMAGED = 1000
+"""Damaged packets skipped in one source before it is given up as unreadable."""
 
 
 class SourceError(RuntimeError):
@@ -68,6 +70,10 @@ class Source(ABC):
     """A stream of frames with an explicit lifetime: iterate once, then close (or use `with`)."""
 
     info: SourceInfo
+    damaged: int = 0
+    """Packets that could not be decoded and were skipped (the frames around them still come)."""
+    last_damage: str | None = None
+    """Why the latest damaged packet could not be decoded."""
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...
@@ -131,6 +137,10 @@ class AVSource(Source):
             self.container.close()
             raise SourceError(f"{spec}: has no video stream")
         self.stream = self.container.streams.video[0]
+        if self.stream.codec_context is None:
+            self.container.close()
+            raise SourceError(f"{spec}: its video codec is not supported by this FFmpeg; convert it, e.g. "
+                              "ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4")
         if not network:
             self.stream.thread_type = "AUTO"
         self.realtime = realtime
@@ -142,23 +152,35 @@ class AVSource(Source):
             frames=self.stream.frames or None, path=None if network else os.fspath(spec))
 
     def __iter__(self) -> Iterator[Frame]:
+        """Decode packet by packet: a damaged packet is skipped and counted (`damaged`), not the end."""
         import av
 
         start_wall: float | None = None
         start_pts = 0.0
+        i = 0
         try:
-            for i, frame in enumerate(self.container.decode(self.stream)):
-                pts = float(frame.time) if frame.time is not None else i / float(self.info.rate or 25)
-                if self.realtime:
-                    if start_wall is None:
-                        start_wall, start_pts = time.time(), pts
-                    delay = start_wall + (pts - start_pts) - time.time()
-                    if delay > 0:
-                        time.sleep(delay)
-                image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
-                yield Frame(image, i, pts, time.time())
+            for packet in self.container.demux(self.stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as e:
+                    self.damaged, self.last_damage = self.damaged + 1, _reason(e)
+                    if self.damaged > MAX_DAMAGED:
+                        raise SourceError(f"{self.info.spec}: more than {MAX_DAMAGED} damaged packets "
+                                          f"({self.last_damage}); the file is too damaged to read") from None
+                    continue
+                for frame in frames:
+                    pts = float(frame.time) if frame.time is not None else i / float(self.info.rate or 25)
+                    if self.realtime:
+                        if start_wall is None:
+                            start_wall, start_pts = time.time(), pts
+                        delay = start_wall + (pts - start_pts) - time.time()
+                        if delay > 0:
+                            time.sleep(delay)
+                    image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+                    yield Frame(image, i, pts, time.time())
+                    i += 1
         except av.FFmpegError as e:
-            raise SourceError(f"{self.info.spec}: decoding failed ({_reason(e)})") from None
+            raise SourceError(f"{self.info.spec}: reading failed after {i} frames ({_reason(e)})") from None
 
     def close(self) -> None:
         self.container.close()
