@@ -76,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.show:
             sinks.append(ShowSink())
         if args.publish != "none":
-            sinks.append(PublishSink(Publisher(args.publish, fmt=args.format, hwm=args.hwm)))
+            sinks.append(PublishSink(Publisher(args.publish, fmt=args.format, hwm=args.hwm,
+                                               curve_keys=args.curve_keys)))
         if args.save:
             sinks.append(VideoSink(args.save, streams=len(specs)))
         if args.keypoints:
@@ -136,7 +137,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     open_streams: set[str] = set()
     try:
         with Subscriber(args.endpoint, streams=args.stream or None, control=args.control or args.until_eos,
-                        timeout=args.timeout or None, latest=args.latest) as sub:
+                        timeout=args.timeout or None, latest=args.latest, curve_keys=args.curve_keys) as sub:
             for msg in sub:
                 if isinstance(msg, ControlMessage):
                     if msg.event == "start":
@@ -162,6 +163,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if not received and not ended:
         raise UserError(f"no poses from {args.endpoint} within {args.timeout:g} s: is `streampose run` "
                         "publishing there? (check --publish and the port)")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from streampose.curve import generate
+
+    for path in generate(args.dir, args.name):
+        print(path)
     return 0
 
 
@@ -230,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wire format of published messages (default: %(default)s)")
     r.add_argument("--hwm", type=_positive_int, default=100,
                    help="messages queued per slow subscriber before dropping for it (default: %(default)s)")
+    r.add_argument("--curve-keys", metavar="DIR",
+                   help="encrypt with ZeroMQ CURVE and publish only to the readers whose keys are in DIR/authorized "
+                        "(make DIR with `streampose keys DIR`)")
     r.add_argument("--save", metavar="VIDEO", help="write the frames with skeletons to this video (H.264 .mp4/.mkv)")
     r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl or .csv file")
     r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
@@ -256,7 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--until-eos", action="store_true", help="stop when every stream seen has ended")
     ls.add_argument("--latest", action="store_true",
                     help="skip to the newest pose of each stream when this reader falls behind")
+    ls.add_argument("--curve-keys", metavar="DIR",
+                    help="read a run started with --curve-keys: DIR holds server.key and this reader's "
+                         "client.key_secret")
     ls.set_defaults(func=cmd_listen)
+
+    k = sub.add_parser("keys", help="make ZeroMQ CURVE keys for an encrypted stream (run/listen --curve-keys DIR)",
+                       description="Write the publisher's keypair (kept if DIR has one) and a reader's keypair into "
+                                   "DIR, the reader's public key into DIR/authorized. Give a remote reader server.key "
+                                   "and its own keypair; secret files are readable by you only.")
+    k.add_argument("dir", metavar="DIR", help="folder for the key files (created if missing)")
+    k.add_argument("--name", default="client", help="the reader's key name (default: %(default)s)")
+    k.set_defaults(func=cmd_keys)
 
     i = sub.add_parser("info", help="versions, available backends and this machine's capabilities")
     i.add_argument("--json", action="store_true", help="print as JSON")

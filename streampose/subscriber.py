@@ -14,11 +14,13 @@ keypoint streams are open-ended, so a reader simply starts from where it joins.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 
 import zmq
 
+from streampose import curve
 from streampose.publish import DEFAULT_ENDPOINT
 from streampose.wire import CTL_PREFIX, POSE_PREFIX, ControlMessage, Message, PoseMessage, WireError, decode
 
@@ -29,11 +31,13 @@ class Subscriber:
     `streams`: stream ids to receive (all when None); `control`: also yield `ControlMessage`s
     (start, eos, error, stats); `timeout`: seconds without any message after which iteration ends
     (None: wait forever); `latest`: skip to the newest pose per stream; `max_bytes`: larger
-    messages are rejected."""
+    messages are rejected; `curve_keys`: a folder made by `streampose keys` for a publisher that
+    encrypts and admits only known readers (see `streampose.curve`)."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, streams: Sequence[str] | None = None,
                  control: bool = False, timeout: float | None = None, latest: bool = False,
-                 max_bytes: int = 1 << 20, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+                 max_bytes: int = 1 << 20, context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 curve_keys: str | os.PathLike[str] | None = None) -> None:
         self.endpoint, self.timeout, self.latest, self.max_bytes = endpoint, timeout, latest, max_bytes
         self.streams = frozenset(streams) if streams is not None else None
         self.control = control
@@ -49,7 +53,12 @@ class Subscriber:
             for stream in sorted(self.streams) if self.streams is not None else [""]:
                 self._socket.setsockopt(zmq.SUBSCRIBE, (prefix + stream).encode())
         try:
+            if curve_keys is not None:
+                curve.connect(self._socket, curve_keys)
             self._socket.connect(endpoint)
+        except curve.CurveError:
+            self._socket.close()
+            raise
         except zmq.ZMQError as e:
             self._socket.close()
             raise ValueError(f"cannot connect to {endpoint}: {e.strerror}; "
