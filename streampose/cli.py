@@ -42,8 +42,24 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    if not 1 <= value < 2**31:  # ZeroMQ options are C ints
+        raise argparse.ArgumentTypeError(f"must be a positive integer below 2^31, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """0 or more (0: no limit)."""
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number (inf or nan would reach timers that cannot take them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1e6, got {text!r}")
     return value
 
 
@@ -227,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "is lost) or a person box x,y,w,h (default: %(default)s)")
     r.add_argument("--max-batch", type=_positive_int, default=4,
                    help="frames per inference call, gathered across streams (default: %(default)s)")
-    r.add_argument("--max-wait-ms", type=float, default=0.0,
+    r.add_argument("--max-wait-ms", type=_seconds, default=0.0,
                    help="how long to wait for a batch to fill; 0 takes what is queued (default: %(default)s)")
     r.add_argument("--flip", action="store_true", help="flip test: average with the mirrored frame (2x compute)")
     r.add_argument("--smooth", action="store_true", help="One-Euro smoothing of each joint over time")
@@ -245,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save", metavar="VIDEO", help="write the frames with skeletons to this video (H.264 .mp4/.mkv)")
     r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl or .csv file")
     r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
-    r.add_argument("--max-frames", type=int, default=0, help="stop after this many poses in all (0: all)")
+    r.add_argument("--max-frames", type=_count, default=0, help="stop after this many poses in all (0: all)")
     r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
     r.set_defaults(func=cmd_run)
 
@@ -263,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--control", action="store_true", help="also show start / eos / error / stats messages")
     ls.add_argument("--jsonl", metavar="FILE", help="write each message as a JSON line to FILE ('-': stdout)")
     ls.add_argument("--count", type=_positive_int, help="stop after this many poses")
-    ls.add_argument("--timeout", type=float, default=10.0,
+    ls.add_argument("--timeout", type=_seconds, default=10.0,
                     help="stop after this many seconds without a message; 0: wait forever (default: %(default)s)")
     ls.add_argument("--until-eos", action="store_true", help="stop when every stream seen has ended")
     ls.add_argument("--latest", action="store_true",
