@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from engine.source import Source
     from streampose.publish import Publisher
     from streampose.subscriber import Subscriber
 
@@ -53,6 +54,22 @@ def studio_clip(data: Path) -> Path:
 @pytest.fixture(scope="session")
 def basketball_clip(data: Path) -> Path:
     return shared_file(data, "video/basketball_240p.mp4")
+
+
+@pytest.fixture(scope="session")
+def src() -> Source:
+    """The default model as engines are built from it."""
+    from engine.source import load_source
+
+    return load_source("hg2-lite")
+
+
+@pytest.fixture(scope="session")
+def onnx_engine(tmp_path_factory: pytest.TempPathFactory, src: Source) -> Path:
+    """The default model exported to ONNX (dynamic batch up to 16), with its metadata."""
+    from engine.onnx_export import export_onnx
+
+    return export_onnx(src, tmp_path_factory.mktemp("onnx") / "hg2-lite.onnx", max_batch=16)
 
 
 EXE = shutil.which("streampose", path=str(Path(sys.executable).parent)) or "streampose"
