@@ -158,7 +158,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 if isinstance(msg, ControlMessage):
                     if msg.event == "start":
                         open_streams.add(msg.stream)
-                    elif msg.event in ("eos", "error"):
+                    elif msg.event == "eos" or (msg.event == "error" and not msg.data.get("retrying")):
                         open_streams.discard(msg.stream)
                         ended = True
                     if args.control:

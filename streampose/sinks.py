@@ -46,6 +46,17 @@ class PublishSink(Sink):
             self._next_stats[result.stream] = time.monotonic() + self.stats_every
             self.publisher.send(ControlMessage(result.stream, "stats", stats.to_dict()))
 
+    def notice(self, event: StreamEvent, stats: StreamStats) -> None:
+        """A lost connection is an `error` marked `retrying` (not the stream's end); its return, a `start`
+        marked `recovered`."""
+        if event.kind == "retry":
+            self.publisher.send(ControlMessage(event.stream, "error", {
+                **stats.to_dict(), "message": event.error, "retrying": True, "attempt": event.attempt,
+                "retry_in": event.delay}))
+        else:
+            self.publisher.send(ControlMessage(event.stream, "start", {
+                "source": event.info.spec, "live": event.info.live, "recovered": True, "attempt": event.attempt}))
+
     def end(self, event: StreamEvent, stats: StreamStats) -> None:
         self._open.pop(event.stream, None)
         data: dict[str, Any] = stats.to_dict()
@@ -166,6 +177,13 @@ class ProgressSink(Sink):
         bar.update(1)
         if stats.delivered % 10 == 0:
             bar.set_postfix(latency=f"{stats.latency_ms():.0f}ms", dropped=stats.dropped, refresh=False)
+
+    def notice(self, event: StreamEvent, stats: StreamStats) -> None:
+        if event.kind == "retry":
+            tqdm.write(f"streampose: warning: {event.stream}: {event.error}; reconnecting in {event.delay:g} s "
+                       f"(attempt {event.attempt})", file=sys.stderr)
+        else:
+            tqdm.write(f"streampose: {event.stream}: reconnected", file=sys.stderr)
 
     def end(self, event: StreamEvent, stats: StreamStats) -> None:
         bar = self.bars.pop(event.stream, None)

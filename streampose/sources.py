@@ -36,6 +36,22 @@ class SourceError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Reconnect:
+    """How the runtime retries a camera or network stream that fails or stops delivering: up to
+    `attempts` reopenings, waiting `delay` seconds before the first and doubling up to `max_delay`.
+    A network read that waits `timeout` seconds for data counts as a failure."""
+
+    attempts: int = 5
+    delay: float = 0.5
+    max_delay: float = 8.0
+    timeout: float = NETWORK_TIMEOUT_S
+
+    def wait(self, attempt: int) -> float:
+        """Seconds to wait before reopening, for attempt 1, 2, ..."""
+        return float(min(self.delay * 2 ** (attempt - 1), self.max_delay))
+
+
+@dataclass(frozen=True)
 class Frame:
     image: npt.NDArray[np.uint8]
     """(H, W, 3) BGR."""
@@ -121,7 +137,7 @@ class AVSource(Source):
     slice threading, since frame threading adds a frame of latency per thread. `realtime=True`
     plays a file at its native rate, as a live source would deliver it."""
 
-    def __init__(self, spec: str, realtime: bool = False) -> None:
+    def __init__(self, spec: str, realtime: bool = False, timeout: float = NETWORK_TIMEOUT_S) -> None:
         import av  # here, not at module level: image-only users (training, evaluation) need no PyAV
 
         network = bool(URL.match(spec)) and not spec.startswith("file:")
@@ -129,7 +145,7 @@ class AVSource(Source):
             raise SourceError(f"{spec}: no such file or folder")
         options = {"rtsp_transport": "tcp"} if spec.startswith("rtsp") else {}
         try:
-            self.container = av.open(spec, options=options, timeout=NETWORK_TIMEOUT_S if network else None)
+            self.container = av.open(spec, options=options, timeout=timeout if network else None)
         except (av.FFmpegError, UnicodeDecodeError, OSError) as e:
             what = "cannot connect to the stream" if network else "cannot open as video"
             raise SourceError(f"{spec}: {what} ({_reason(e)})") from None
@@ -207,10 +223,9 @@ class CameraSource(Source):
         t0, i = time.time(), 0
         while True:
             ok, image = self.capture.read()
-            if not ok:
-                if i == 0:
-                    raise SourceError(f"camera {self.info.spec}: opened but delivers no frames")
-                return
+            if not ok:  # unplugged, or the driver gave up: a fault the runtime may retry, not an end
+                raise SourceError(f"camera {self.info.spec}: " + ("opened but delivers no frames" if i == 0
+                                                                   else f"stopped delivering after {i} frames"))
             now = time.time()
             yield Frame(np.asarray(image, dtype=np.uint8), i, now - t0, now)
             i += 1
@@ -219,17 +234,18 @@ class CameraSource(Source):
         self.capture.release()
 
 
-def open_source(spec: str | os.PathLike[str], realtime: bool = False) -> Source:
+def open_source(spec: str | os.PathLike[str], realtime: bool = False, timeout: float = NETWORK_TIMEOUT_S) -> Source:
     """A source from what a user types: a camera index (`0`) or device (`/dev/video0`), a URL
     (`rtsp://`, `http://`, ...), an image file, a folder of images, or a video file.
 
     `realtime` plays a video file at its native rate as a live source (for latency measurements
-    and for replaying recordings as if they were cameras)."""
+    and for replaying recordings as if they were cameras). `timeout`: seconds a network stream may go
+    without data before reading fails."""
     text = os.fspath(spec)
     if text.isdigit() or text.startswith("/dev/video"):
         return CameraSource(text)
     if URL.match(text):
-        return AVSource(text)
+        return AVSource(text, timeout=timeout)
     path = Path(text)
     if not path.exists():
         raise SourceError(f"{text}: no such file or folder")
