@@ -254,6 +254,12 @@ def open_source(spec: str | os.PathLike[str], realtime: bool = False, timeout: f
     return AVSource(text, realtime=realtime)
 
 
+def default_clip() -> str:
+    """The sample clip of the shared data folder (STREAMPOSE_DATA, default ../shared/data)."""
+    data = os.environ.get("STREAMPOSE_DATA", "../shared/data")
+    return os.path.join(data, "video", "basketball_240p.mp4")
+
+
 def iter_frames(source: str | os.PathLike[str]) -> Iterator[Frame]:
     """Every frame of a source, in order (the source is closed when iteration ends)."""
     with open_source(source) as src:
