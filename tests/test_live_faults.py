@@ -146,12 +146,26 @@ class LateJoiner(Sink):
                     return
 
 
-def test_stuck_vanishing_and_late_subscribers_never_stall_the_run(basketball_clip: Path, tmp_path: Path,
-                                                                   estimator: streampose.PoseEstimator) -> None:
+def slow_reader(endpoint: str, got: list[int], ready: threading.Event) -> None:
+    """Reads a message every 50 ms: far slower than the run publishes."""
+    with Subscriber(endpoint, control=True, timeout=2) as sub:
+        while not ready.is_set() and sub.recv(timeout=0.05) is None:
+            pass
+        ready.set()
+        for msg in sub:
+            got.append(msg.frame if isinstance(msg, PoseMessage) else -1)
+            time.sleep(0.05)
+
+
+def test_stuck_slow_vanishing_and_late_subscribers_never_stall_the_run(basketball_clip: Path, tmp_path: Path,
+                                                                        estimator: streampose.PoseEstimator) -> None:
     import zmq
 
     clip = cut(basketball_clip, tmp_path / "clip.mp4", 60)
     n = len(count_frames(clip))
+    t = time.monotonic()
+    PoseStream(str(clip), estimator=estimator).run()
+    alone = time.monotonic() - t
     ctx = zmq.Context.instance()
     with Publisher("tcp://127.0.0.1:*") as pub:  # the default hwm: a reader that keeps up loses nothing
         stuck = ctx.socket(zmq.SUB)  # subscribes, then never reads
@@ -161,15 +175,25 @@ def test_stuck_vanishing_and_late_subscribers_never_stall_the_run(basketball_cli
         vanishing = Subscriber(pub.endpoint, control=True)
         synced(pub, vanishing)
         vanishing.close()  # gone without a word
+        slow_got: list[int] = []
+        ready = threading.Event()
+        slow = threading.Thread(target=slow_reader, args=(pub.endpoint, slow_got, ready))
+        slow.start()
+        while not ready.wait(0.05):
+            pub.send(ControlMessage("sync", "stats"))
         late = LateJoiner(pub.endpoint, at=20)
         t = time.monotonic()
         stats = PoseStream(str(clip), estimator=estimator, sinks=[late, PublishSink(pub)]).run()["s0"]
         elapsed = time.monotonic() - t
         late.thread.join(timeout=30)
+        slow.join(timeout=60)
         stuck.close(linger=0)
     frames = [m.frame for m in late.got if isinstance(m, PoseMessage)]
-    print(f"{n} frames in {elapsed:.1f} s; the late joiner got frames {frames[0]}..{frames[-1]}")
+    print(f"{n} frames in {elapsed:.1f} s ({alone:.1f} s without readers); the late joiner got frames "
+          f"{frames[0]}..{frames[-1]}, the slow reader {len(slow_got)} messages")
     assert stats.delivered == n
+    assert len(slow_got) * 0.05 > elapsed  # it was still reading long after the run had published everything
+    assert elapsed < 2 * alone + 1  # the readers cost the run nothing much
     assert frames and frames[0] > 0 and frames == list(range(frames[0], n))  # from when it joined, all of it
     assert isinstance(late.got[-1], ControlMessage) and late.got[-1].event == "eos"
 
