@@ -44,6 +44,9 @@ from streampose.sources import Frame, Reconnect, Source, SourceError, SourceInfo
 from streampose.wire import PoseMessage
 
 POLL_S = 0.05  # how often blocked stages look at the stop flag
+JOIN_S = 1.0
+"""How long `close` waits for the stages in all: a reader blocked in a network read (up to its timeout)
+is left to end on its own (it closes its source), so Ctrl-C still stops a run within a second or two."""
 
 
 @dataclass(frozen=True)
@@ -331,8 +334,9 @@ class PoseStream:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        deadline = time.monotonic() + JOIN_S
         for t in self._threads:
-            t.join(timeout=2.0)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         for s in self._streams:
             if not any(t.name == f"read-{s.id}" for t in self._threads):
                 s.source.close()  # readers close their own source when they finish

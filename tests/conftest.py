@@ -3,10 +3,12 @@ it skip with the reason when it is absent."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,6 +138,52 @@ def synced(pub: Publisher, sub: Subscriber, stream: str = "sync") -> None:
                 pass
             return
     raise AssertionError("subscriber never connected")
+
+
+class Faulty(http.server.ThreadingHTTPServer):
+    """Serves one MPEG-TS stream; request n behaves as `modes[n]`: `stall` sends half and then nothing
+    (holding the connection open), `full` sends it all, `503` refuses."""
+
+    def __init__(self, payload: bytes, modes: list[str]) -> None:
+        self.payload, self.modes, self.released = payload, modes, threading.Event()
+        self.requests: list[str] = []
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/live.ts"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: Faulty
+
+    def do_GET(self) -> None:
+        srv = self.server
+        mode = srv.modes[min(len(srv.requests), len(srv.modes) - 1)]
+        srv.requests.append(mode)
+        if mode == "503":
+            self.send_error(503, "camera offline")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp2t")
+        self.send_header("Content-Length", str(len(srv.payload)))
+        self.end_headers()
+        if mode == "full":
+            self.wfile.write(srv.payload)
+            return
+        self.wfile.write(srv.payload[: len(srv.payload) // 2])
+        self.wfile.flush()
+        srv.released.wait(30)  # a stream that stops delivering, connection still open
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve(clip: Path, modes: list[str]) -> Faulty:
+    server = Faulty(clip.read_bytes(), modes)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

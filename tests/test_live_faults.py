@@ -5,14 +5,13 @@ the stream from then on."""
 
 from __future__ import annotations
 
-import http.server
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import count_frames, cut, synced
+from conftest import Faulty, count_frames, cut, serve, synced
 
 import streampose
 from streampose.publish import Publisher
@@ -24,45 +23,6 @@ from streampose.subscriber import Subscriber
 from streampose.wire import ControlMessage, PoseMessage
 
 
-class Faulty(http.server.ThreadingHTTPServer):
-    """Serves one MPEG-TS stream; request n behaves as `modes[n]`: `stall` sends half and then nothing
-    (holding the connection open), `full` sends it all, `503` refuses."""
-
-    def __init__(self, payload: bytes, modes: list[str]) -> None:
-        self.payload, self.modes, self.released = payload, modes, threading.Event()
-        self.requests: list[str] = []
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/live.ts"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: Faulty
-
-    def do_GET(self) -> None:
-        srv = self.server
-        mode = srv.modes[min(len(srv.requests), len(srv.modes) - 1)]
-        srv.requests.append(mode)
-        if mode == "503":
-            self.send_error(503, "camera offline")
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp2t")
-        self.send_header("Content-Length", str(len(srv.payload)))
-        self.end_headers()
-        if mode == "full":
-            self.wfile.write(srv.payload)
-            return
-        self.wfile.write(srv.payload[: len(srv.payload) // 2])
-        self.wfile.flush()
-        srv.released.wait(30)  # a stream that stops delivering, connection still open
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def ts_clip(studio_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cut(studio_clip, tmp_path_factory.mktemp("live") / "live.ts", 40)
@@ -72,12 +32,6 @@ def ts_clip(studio_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def estimator() -> Iterator[streampose.PoseEstimator]:
     with streampose.PoseEstimator("hg2-lite", backend="torch") as est:
         yield est
-
-
-def serve(clip: Path, modes: list[str]) -> Faulty:
-    server = Faulty(clip.read_bytes(), modes)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 FAST = Reconnect(attempts=3, delay=0.2, timeout=1.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import EXE, free_endpoint
+from conftest import EXE, cut, free_endpoint, serve
 
 from streampose.subscriber import Subscriber
 from streampose.wire import ControlMessage, PoseMessage
@@ -51,3 +51,33 @@ def test_signal_flushes_outputs_publishes_eos_and_exits_in_2s(studio_clip: Path,
         frames = sum(1 for _ in c.decode(c.streams.video[0]))
     assert abs(frames - len(rows)) <= 1  # the signal may land between the two sinks of one frame
     assert len(rows) < 399  # it really was cut short
+
+
+def test_ctrl_c_while_a_network_source_is_stalled_still_exits_in_2s(studio_clip: Path, tmp_path: Path) -> None:
+    """The reader is blocked in a network read that would wait 10 s for data: Ctrl-C must not wait for it."""
+    server = serve(cut(studio_clip, tmp_path / "live.ts", 40), ["stall"])  # half the stream, then silence
+    endpoint = free_endpoint()
+    try:
+        with Subscriber(endpoint, control=True, timeout=0.5) as sub:
+            run = subprocess.Popen([EXE, "run", server.url, "--backend", "torch", "--publish", endpoint],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 120
+                while not isinstance(sub.recv(timeout=0.5), PoseMessage):
+                    assert time.monotonic() < deadline and run.poll() is None, "the run never got going"
+                while sub.recv(timeout=1.0) is not None:  # until the stream has gone quiet: the reader is stuck
+                    pass
+                t = time.monotonic()
+                run.send_signal(signal.SIGINT)
+                _, err = run.communicate(timeout=30)
+                elapsed = time.monotonic() - t
+            finally:
+                run.kill()
+            got = list(sub)
+    finally:
+        server.released.set()
+        server.shutdown()
+    print(f"SIGINT with a stalled source: exited in {elapsed:.2f} s")
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert elapsed < 2.0, f"took {elapsed:.2f} s to exit"
+    assert [m.data.get("interrupted") for m in got if isinstance(m, ControlMessage) and m.event == "eos"] == [True]
