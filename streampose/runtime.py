@@ -216,6 +216,8 @@ class PoseStream:
     repeatable.
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
     `reconnect`: how cameras and network streams are reopened when they fail (None: they end there).
+    A single source that cannot be opened raises `SourceError`; among several, it ends its own stream with
+    that error (start, then error) and the others run.
     """
 
     def __init__(
@@ -255,7 +257,12 @@ class PoseStream:
         timeout = reconnect.timeout if reconnect else None
         try:
             for sid, spec in zip(ids, specs, strict=True):
-                src = open_source(spec, realtime=live) if timeout is None else open_source(spec, live, timeout)
+                try:
+                    src = open_source(spec, live) if timeout is None else open_source(spec, live, timeout)
+                except SourceError as e:
+                    if len(specs) == 1:
+                        raise
+                    src = _Unopenable(os.fspath(spec), e)
                 stats = StreamStats(sid)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
                 self._streams.append(_Stream(sid, src, policy(), OneEuro() if smooth else None,
@@ -561,6 +568,16 @@ class PoseStream:
                 pose = Pose(s.smoother(pose.keypoints, it.frame.pts), pose.box, pose.score, pose.joints)
             out.append(Result(s.id, it.frame, pose))
         return out
+
+
+class _Unopenable(Source):
+    """A source that could not be opened, standing in for it so that its stream reports the error."""
+
+    def __init__(self, spec: str, error: SourceError) -> None:
+        self.info, self.error = SourceInfo(spec, live=False), error
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise self.error
 
 
 def _newest_per_live_stream(batch: list[_Item]) -> list[_Item]:

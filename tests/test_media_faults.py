@@ -167,3 +167,16 @@ def test_what_decodes_is_processed_once_and_outputs_stay_valid(make: Callable[[P
         assert 0 < len(rows) < 60 and "damaged packets" in r.stderr  # type: ignore[attr-defined]
     if make is huge_image:
         assert "larger than H.264 allows" in r.stderr  # type: ignore[attr-defined]
+
+
+def test_a_bad_source_among_several_fails_alone(ok_clip: Path, tmp_path: Path) -> None:
+    """With several sources, one that cannot be opened ends its own stream with the error; the others run."""
+    bad = zero_bytes(ok_clip, tmp_path)
+    out, kp = tmp_path / "out.mp4", tmp_path / "k.jsonl"
+    r = sp("run", str(ok_clip), str(bad), "--backend", "torch", "--save", str(out), "--keypoints", str(kp),
+           timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"streampose run: error: {bad}: cannot open as video" in r.stderr
+    rows = [json.loads(line) for line in kp.read_text().splitlines()]
+    assert [row["frame"] for row in rows if row["stream"] == "s0"] == list(range(60)) and len(rows) == 60
+    assert len(count_frames(tmp_path / "out-s0.mp4")) == 60 and not (tmp_path / "out-s1.mp4").exists()
