@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip to the newest pose of each stream when this reader falls behind")
     ls.add_argument("--curve-keys", metavar="DIR",
                     help="read a run started with --curve-keys: DIR holds server.key and this reader's "
-                         "client.key_secret")
+                         "client.key_secret (or give DIR/NAME.key_secret for a reader made with --name)")
     ls.set_defaults(func=cmd_listen)
 
     k = sub.add_parser("keys", help="make ZeroMQ CURVE keys for an encrypted stream (run/listen --curve-keys DIR)",

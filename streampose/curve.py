@@ -74,9 +74,11 @@ def serve(socket: zmq.Socket[bytes], directory: str | os.PathLike[str]) -> Threa
     return auth
 
 
-def connect(socket: zmq.Socket[bytes], directory: str | os.PathLike[str], name: str = "client") -> None:
-    """Make `socket` (not yet connected) a CURVE client with keypair `name`, trusting DIR/server.key."""
-    d = Path(directory)
-    public, secret = _load(d / f"{name}.key_secret", secret=True)
-    server, _ = _load(d / f"{SERVER}.key", secret=False)
+def connect(socket: zmq.Socket[bytes], keys: str | os.PathLike[str]) -> None:
+    """Make `socket` (not yet connected) a CURVE client trusting `server.key`: `keys` is the folder (its
+    keypair `client`) or a reader's secret file in it, such as `DIR/cam2.key_secret`."""
+    p = Path(keys)
+    secret_file = p if p.suffix == ".key_secret" else p / "client.key_secret"
+    public, secret = _load(secret_file, secret=True)
+    server, _ = _load(secret_file.parent / f"{SERVER}.key", secret=False)
     socket.curve_secretkey, socket.curve_publickey, socket.curve_serverkey = secret, public, server

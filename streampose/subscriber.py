@@ -33,8 +33,9 @@ class Subscriber:
     `streams`: stream ids to receive (all when None); `control`: also yield `ControlMessage`s
     (start, eos, error, stats); `timeout`: seconds without any message after which iteration ends
     (None: wait forever); `latest`: skip to the newest pose per stream; `max_bytes`: larger
-    messages are rejected; `curve_keys`: a folder made by `streampose keys` for a publisher that
-    encrypts and admits only known readers (see `streampose.curve`)."""
+    messages are rejected; `curve_keys`: a folder made by `streampose keys` (or a reader's
+    `NAME.key_secret` in it) for a publisher that encrypts and admits only known readers
+    (see `streampose.curve`)."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, streams: Sequence[str] | None = None,
                  control: bool = False, timeout: float | None = None, latest: bool = False,

@@ -38,6 +38,9 @@ def test_keys_command_writes_a_server_and_an_authorized_reader(keys: Path) -> No
     assert sp("keys", str(keys), "--name", "cam2").returncode == 0  # another reader; the server keypair is kept
     assert (keys / "server.key_secret").read_bytes() == server and (keys / "authorized" / "cam2.key").is_file()
     assert "exists already" in one_line_error(sp("keys", str(keys), "--name", "cam2"))
+    with Publisher("tcp://127.0.0.1:*", curve_keys=keys) as pub, \
+            Subscriber(pub.endpoint, control=True, curve_keys=keys / "cam2.key_secret") as cam2:
+        synced(pub, cam2)  # the second reader is admitted with its own keypair
 
 
 def received(sub: Subscriber, pub: Publisher, seconds: float) -> int:
