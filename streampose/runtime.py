@@ -44,9 +44,9 @@ from streampose.sources import Frame, Reconnect, Source, SourceError, SourceInfo
 from streampose.wire import PoseMessage
 
 POLL_S = 0.05  # how often blocked stages look at the stop flag
-JOIN_S = 1.0
+JOIN_S = 0.5
 """How long `close` waits for the stages in all: a reader blocked in a network read (up to its timeout)
-is left to end on its own (it closes its source), so Ctrl-C still stops a run within a second or two."""
+is left to end on its own (it closes its source), so Ctrl-C stops a run within a second."""
 
 
 @dataclass(frozen=True)
