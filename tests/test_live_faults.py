@@ -5,6 +5,8 @@ the stream from then on."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -173,10 +175,20 @@ def publish_to_stuck_reader(hwm: int, messages: int = 20_000) -> float:
     return growth
 
 
+def growth_in_a_fresh_process(hwm: int) -> float:
+    """`publish_to_stuck_reader` in a new interpreter: memory freed by earlier tests in this one would
+    hide growth (the allocator reuses it before RSS grows)."""
+    code = f"from test_live_faults import publish_to_stuck_reader; print(publish_to_stuck_reader({hwm}))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).parent)
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout.split()[-1])
+
+
 def test_a_reader_that_stops_reading_costs_bounded_memory() -> None:
     """200 MB published to a reader that reads nothing: the high-water mark keeps what is queued for it to
     `hwm` messages. The control run, with a mark above the message count, shows the measurement sees it."""
-    bounded, unbounded = publish_to_stuck_reader(hwm=100), publish_to_stuck_reader(hwm=1_000_000)
+    bounded, unbounded = growth_in_a_fresh_process(100), growth_in_a_fresh_process(1_000_000)
     print(f"RSS growth publishing 200 MB to a stuck reader: {bounded:.1f} MiB with hwm 100, "
           f"{unbounded:.1f} MiB with hwm 1,000,000")
     assert bounded < 40 < 100 < unbounded
