@@ -51,7 +51,8 @@ class Checkpoint:
     def __post_init__(self) -> None:
         if self.config.joints != len(self.joints):
             raise CheckpointError(
-                f"model predicts {self.config.joints} joints but joint set {self.joints.name} has {len(self.joints)}"
+                f"model predicts {self.config.joints} joints but joint set {self.joints.name} has {len(self.joints)}; "
+                f"train or convert a model for {self.joints.name}, or label it with the joint set it predicts"
             )
 
     def build(self) -> StackedHourglass:
@@ -63,7 +64,8 @@ class Checkpoint:
                 net.load_state_dict(sd)
             except RuntimeError as e:
                 first = str(e).strip().splitlines()[0]
-                raise CheckpointError(f"weights do not fit the stored model config: {first}") from None
+                raise CheckpointError(f"weights do not fit the stored model config ({first}); the file was edited or "
+                                      "mixed up: use the checkpoint training wrote, or a shipped model") from None
         return net.eval()
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TextIO
@@ -20,13 +22,44 @@ class UserError(Exception):
     """Reported as one line on stderr with exit code 1."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a stopped run still flushes and closes its outputs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _stop_on_sigterm() -> None:
+    """`kill`, `docker stop` and systemd send SIGTERM, whose default ends Python without any cleanup
+    (a recording without its index, no end-of-stream); treat it as Ctrl-C instead."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    if not 1 <= value < 2**31:  # ZeroMQ options are C ints
+        raise argparse.ArgumentTypeError(f"must be a positive integer below 2^31, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """0 or more (0: no limit)."""
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number (inf or nan would reach timers that cannot take them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1e6, got {text!r}")
     return value
 
 
@@ -59,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.show:
             sinks.append(ShowSink())
         if args.publish != "none":
-            sinks.append(PublishSink(Publisher(args.publish, fmt=args.format, hwm=args.hwm)))
+            sinks.append(PublishSink(Publisher(args.publish, fmt=args.format, hwm=args.hwm,
+                                               curve_keys=args.curve_keys)))
         if args.save:
             sinks.append(VideoSink(args.save, streams=len(specs)))
         if args.keypoints:
@@ -89,6 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sid, st in stats.items():
         print(f"streampose run: {sid} ({stream.infos[sid].spec}): {st.delivered} frames, {st.fps:.1f} fps, "
               f"latency p50 {st.latency_ms():.0f} ms, dropped {st.dropped}", file=sys.stderr)
+        if st.damaged:
+            print(f"streampose run: warning: {sid}: skipped {st.damaged} damaged packets of {stream.infos[sid].spec}; "
+                  "the frames around them were processed", file=sys.stderr)
     failed = [st.error for st in stats.values() if st.error]
     for error in failed:
         print(f"streampose run: error: {error}", file=sys.stderr)
@@ -116,12 +153,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     open_streams: set[str] = set()
     try:
         with Subscriber(args.endpoint, streams=args.stream or None, control=args.control or args.until_eos,
-                        timeout=args.timeout or None, latest=args.latest) as sub:
+                        timeout=args.timeout or None, latest=args.latest, curve_keys=args.curve_keys) as sub:
             for msg in sub:
                 if isinstance(msg, ControlMessage):
                     if msg.event == "start":
                         open_streams.add(msg.stream)
-                    elif msg.event in ("eos", "error"):
+                    elif msg.event == "eos" or (msg.event == "error" and not msg.data.get("retrying")):
                         open_streams.discard(msg.stream)
                         ended = True
                     if args.control:
@@ -142,6 +179,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if not received and not ended:
         raise UserError(f"no poses from {args.endpoint} within {args.timeout:g} s: is `streampose run` "
                         "publishing there? (check --publish and the port)")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from streampose.curve import generate
+
+    for path in generate(args.dir, args.name):
+        print(path)
     return 0
 
 
@@ -198,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "is lost) or a person box x,y,w,h (default: %(default)s)")
     r.add_argument("--max-batch", type=_positive_int, default=4,
                    help="frames per inference call, gathered across streams (default: %(default)s)")
-    r.add_argument("--max-wait-ms", type=float, default=0.0,
+    r.add_argument("--max-wait-ms", type=_seconds, default=0.0,
                    help="how long to wait for a batch to fill; 0 takes what is queued (default: %(default)s)")
     r.add_argument("--flip", action="store_true", help="flip test: average with the mirrored frame (2x compute)")
     r.add_argument("--smooth", action="store_true", help="One-Euro smoothing of each joint over time")
@@ -210,10 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wire format of published messages (default: %(default)s)")
     r.add_argument("--hwm", type=_positive_int, default=100,
                    help="messages queued per slow subscriber before dropping for it (default: %(default)s)")
+    r.add_argument("--curve-keys", metavar="DIR",
+                   help="encrypt with ZeroMQ CURVE and publish only to the readers whose keys are in DIR/authorized "
+                        "(make DIR with `streampose keys DIR`)")
     r.add_argument("--save", metavar="VIDEO", help="write the frames with skeletons to this video (H.264 .mp4/.mkv)")
     r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl or .csv file")
     r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
-    r.add_argument("--max-frames", type=int, default=0, help="stop after this many poses in all (0: all)")
+    r.add_argument("--max-frames", type=_count, default=0, help="stop after this many poses in all (0: all)")
     r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
     r.set_defaults(func=cmd_run)
 
@@ -231,12 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--control", action="store_true", help="also show start / eos / error / stats messages")
     ls.add_argument("--jsonl", metavar="FILE", help="write each message as a JSON line to FILE ('-': stdout)")
     ls.add_argument("--count", type=_positive_int, help="stop after this many poses")
-    ls.add_argument("--timeout", type=float, default=10.0,
+    ls.add_argument("--timeout", type=_seconds, default=10.0,
                     help="stop after this many seconds without a message; 0: wait forever (default: %(default)s)")
     ls.add_argument("--until-eos", action="store_true", help="stop when every stream seen has ended")
     ls.add_argument("--latest", action="store_true",
                     help="skip to the newest pose of each stream when this reader falls behind")
+    ls.add_argument("--curve-keys", metavar="DIR",
+                    help="read a run started with --curve-keys: DIR holds server.key and this reader's "
+                         "client.key_secret (or give DIR/NAME.key_secret for a reader made with --name)")
     ls.set_defaults(func=cmd_listen)
+
+    k = sub.add_parser("keys", help="make ZeroMQ CURVE keys for an encrypted stream (run/listen --curve-keys DIR)",
+                       description="Write the publisher's keypair (kept if DIR has one) and a reader's keypair into "
+                                   "DIR, the reader's public key into DIR/authorized. Give a remote reader server.key "
+                                   "and its own keypair; secret files are readable by you only.")
+    k.add_argument("dir", metavar="DIR", help="folder for the key files (created if missing)")
+    k.add_argument("--name", default="client", help="the reader's key name (default: %(default)s)")
+    k.set_defaults(func=cmd_keys)
 
     i = sub.add_parser("info", help="versions, available backends and this machine's capabilities")
     i.add_argument("--json", action="store_true", help="print as JSON")
@@ -248,7 +307,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parsers(sub)
     engine_parsers(sub)
+    _add_soak(sub.choices["bench"])
     return p
+
+
+def _add_soak(bench: argparse.ArgumentParser) -> None:
+    """`bench --soak N`: the runtime's long-run check (streampose.soak), on the engine package's bench command."""
+    from streampose.sources import default_clip
+
+    bench.add_argument("--soak", type=_positive_int, metavar="FRAMES",
+                       help="soak: loop --soak-clip through the runtime for FRAMES poses at the largest of --batches, "
+                            "sampling memory (RSS) and fps per pass; writes soak.json and soak.png to --soak-out")
+    bench.add_argument("--soak-clip", default=default_clip(), metavar="CLIP",
+                       help="clip to loop (default: %(default)s)")
+    bench.add_argument("--soak-out", default="docs/soak", metavar="DIR", help="where to write (default: %(default)s)")
+    model_only = bench.get_default("func")
+
+    def cmd_bench(args: argparse.Namespace) -> int:
+        if args.soak is None:
+            code: int = model_only(args)
+            return code
+        from streampose.soak import soak, write
+
+        backend = next((b for b in args.backends.split(",") if b), "auto")
+        try:
+            batch = max(int(v) for v in args.batches.split(","))
+        except ValueError:
+            raise UserError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
+        report = soak(args.soak_clip, args.soak, model=args.models.split(",")[0], backend=backend, max_batch=batch)
+        for path in write(report, args.soak_out):
+            print(f"soak: wrote {path}")
+        print("soak: " + json.dumps(report.summary()))
+        return 0
+
+    bench.set_defaults(func=cmd_bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,17 +349,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from streampose.checkpoint import CheckpointError
     from streampose.sources import SourceError
 
+    _stop_on_sigterm()
     try:
         code: int = args.func(args)
     except (UserError, CheckpointError, SourceError, BackendUnavailable, ValueError, OSError) as e:
         print(f"streampose {args.command}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"streampose {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"streampose {args.command}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # the reader went away (`streampose run ... | head`): stop quietly, as `cat` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as e:  # a bug: still one line (outputs were closed on the way out); the trace on request
+        if os.environ.get("STREAMPOSE_DEBUG"):
+            raise
+        print(f"streampose {args.command}: internal error: {type(e).__name__}: {e} (a bug; please report it, "
+              "with the traceback that STREAMPOSE_DEBUG=1 shows)", file=sys.stderr)
+        return 70
     return code
 
 

@@ -29,6 +29,9 @@ from streampose.wire import PoseMessage, to_map
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 KEYPOINT_SUFFIXES = (".jsonl", ".csv")
 X264_OPTIONS = {"crf": "20", "preset": "veryfast"}
+MAX_VIDEO_SIDE = 8192
+MAX_VIDEO_PIXELS = 8192 * 4352
+"""The largest frame H.264 allows (level 6.2: 139,264 macroblocks); FFmpeg refuses bigger ones outright."""
 
 
 class OutputError(OSError):
@@ -56,6 +59,13 @@ def check_video_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def fit_video_size(width: int, height: int) -> tuple[int, int]:
+    """The frame's size, scaled down (same aspect) where it exceeds what H.264 can hold, so that a
+    recording of a huge input is smaller rather than impossible."""
+    scale = min(1.0, MAX_VIDEO_SIDE / max(width, height), math.sqrt(MAX_VIDEO_PIXELS / (width * height)))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
 class VideoWriter:
     """H.264 (yuv420p) video in .mp4, .mkv or .mov, with the input's frame times and audio.
 
@@ -78,6 +88,9 @@ class VideoWriter:
         self.path = check_video_path(path)
         if width <= 0 or height <= 0:
             raise ValueError(f"{path}: video size must be positive, got {width}x{height}")
+        if fit_video_size(width + width % 2, height + height % 2) != (width + width % 2, height + height % 2):
+            raise ValueError(f"{path}: {width}x{height} is larger than H.264 allows ({MAX_VIDEO_SIDE} a side, "
+                             f"{MAX_VIDEO_PIXELS} pixels); scale the frames down (see fit_video_size)")
         # floats such as 29.97 or 30000/1001 as a float: back to the fraction they stand for
         self.rate = Fraction(rate).limit_denominator(1001) if isinstance(rate, float) else Fraction(rate)
         if self.rate <= 0:

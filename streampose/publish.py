@@ -7,11 +7,14 @@ Binds to loopback by default; binding to all interfaces is allowed but warned ab
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
+from streampose import curve
 from streampose.wire import FORMATS, Format, Message, encode
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -38,29 +41,40 @@ class Publisher:
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, fmt: Format = "msgpack", hwm: int = 100,
-                 context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 curve_keys: str | os.PathLike[str] | None = None) -> None:
+        """`curve_keys`: a folder made by `streampose keys`; messages are then encrypted and only the
+        readers whose public keys are in its `authorized/` get them (see `streampose.curve`)."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown wire format {fmt!r}; choose from {', '.join(FORMATS)}")
         if hwm < 1:
             raise ValueError(f"hwm must be at least 1, got {hwm}")
         self.fmt: Format = fmt
         self.sent = 0
-        self._socket = (context or zmq.Context.instance()).socket(zmq.PUB)
+        # the authenticator serves a whole context, so a CURVE publisher gets one of its own
+        self._own_context = zmq.Context() if curve_keys is not None else None
+        self._socket = (self._own_context or context or zmq.Context.instance()).socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
+        self._auth: ThreadAuthenticator | None = None
         try:
+            if curve_keys is not None:
+                self._auth = curve.serve(self._socket, curve_keys)
             self._socket.bind(endpoint)
-        except zmq.ZMQError as e:
-            self._socket.close(linger=0)
+        except (zmq.ZMQError, curve.CurveError) as e:
+            self._close(linger=0)
+            if isinstance(e, curve.CurveError):
+                raise
             hint = ("another program (or `streampose run`) is using it: pick another port, e.g. "
                     "--publish tcp://127.0.0.1:5556" if e.errno == zmq.EADDRINUSE
                     else "use an endpoint like tcp://127.0.0.1:5555 or ipc:///tmp/streampose")
             raise PublishError(f"cannot publish on {endpoint}: {e.strerror}; {hint}") from None
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         """The bound endpoint with the actual port (`tcp://127.0.0.1:*` resolves to a free one)."""
-        if binds_all_interfaces(endpoint):
-            print(f"streampose: warning: publishing on {self.endpoint} is reachable from other machines; "
-                  "bind tcp://127.0.0.1:PORT to keep poses on this one", file=sys.stderr)
+        if binds_all_interfaces(endpoint) and curve_keys is None:
+            print(f"streampose: warning: publishing on {self.endpoint} is reachable from other machines, "
+                  "unencrypted; bind tcp://127.0.0.1:PORT to keep poses on this one, or add --curve-keys DIR "
+                  "(streampose keys DIR) to encrypt and admit only known readers", file=sys.stderr)
 
     def send(self, msg: Message) -> None:
         """Queue a message for every subscriber; never blocks."""
@@ -69,8 +83,17 @@ class Publisher:
 
     def close(self) -> None:
         """Flush for up to LINGER_MS, then release the port. Safe to call twice."""
+        self._close(linger=None)
+
+    def _close(self, linger: int | None) -> None:
         if not self._socket.closed:
-            self._socket.close()
+            self._socket.close(linger=linger)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._own_context is not None:
+            self._own_context.term()
+            self._own_context = None
 
     def __enter__(self) -> Publisher:
         return self

@@ -12,6 +12,9 @@ only the newest frame of each live stream; every frame dropped is counted. Strea
 (start / end / error) travel through the same queues as the frames, so each stream's results
 arrive between its start and its end, in order. No queue is unbounded.
 
+Cameras and network streams that fail or stop delivering are reopened with backoff (`Reconnect`);
+sinks hear of it (`Sink.notice`: `retry`, then `recovered`) and frame indices carry on where they were.
+
     with PoseStream("clip.mp4") as stream:
         for result in stream:
             print(result.frame.index, result.pose["l_wrist"])
@@ -19,6 +22,7 @@ arrive between its start and its end, in order. No queue is unbounded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -36,10 +40,13 @@ from streampose.checkpoint import Checkpoint
 from streampose.crop import Crop, CropPolicy, parse_crop
 from streampose.pose import Pose
 from streampose.smoothing import OneEuro
-from streampose.sources import Frame, Source, SourceError, SourceInfo, open_source
+from streampose.sources import Frame, Reconnect, Source, SourceError, SourceInfo, open_source
 from streampose.wire import PoseMessage
 
 POLL_S = 0.05  # how often blocked stages look at the stop flag
+JOIN_S = 0.5
+"""How long `close` waits for the stages in all: a reader blocked in a network read (up to its timeout)
+is left to end on its own (it closes its source), so Ctrl-C stops a run within a second."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +68,22 @@ class Result:
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """A stream's start, its end (`eos`) or the error that ended it, in order with its results."""
+    """A stream's start, its end (`eos`) or the error that ended it, in order with its results; for
+    live streams also a lost connection being retried (`retry`) and its return (`recovered`)."""
 
     stream: str
-    kind: Literal["start", "eos", "error"]
+    kind: Literal["start", "eos", "error", "retry", "recovered"]
     info: SourceInfo
     error: str | None = None
+    attempt: int = 0
+    """Which reopening this is (retry, recovered)."""
+    delay: float = 0.0
+    """Seconds until the reopening (retry)."""
+
+    @property
+    def final(self) -> bool:
+        """The stream's last event."""
+        return self.kind in ("eos", "error")
 
 
 class Sink:
@@ -83,6 +100,9 @@ class Sink:
     def end(self, event: StreamEvent, stats: StreamStats) -> None:
         """A stream ended (`eos`) or failed (`error`)."""
 
+    def notice(self, event: StreamEvent, stats: StreamStats) -> None:
+        """A live stream lost its connection and is being reopened (`retry`), or delivers again (`recovered`)."""
+
     def close(self) -> None:
         """Flush and release outputs; called once when the runtime stops, also after errors or Ctrl-C."""
 
@@ -95,6 +115,10 @@ class StreamStats:
     delivered: int = 0
     dropped_inbox: int = 0
     dropped_batch: int = 0
+    damaged: int = 0
+    """Packets of the input that could not be decoded and were skipped."""
+    reconnects: int = 0
+    """Times a live source was reopened after a failure."""
     started: float = field(default_factory=time.time)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
     ended: bool = False
@@ -114,7 +138,8 @@ class StreamStats:
         return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frames": self.delivered, "dropped": self.dropped, "fps": round(self.fps, 2),
+        return {"frames": self.delivered, "dropped": self.dropped, "damaged": self.damaged,
+                "reconnects": self.reconnects, "fps": round(self.fps, 2),
                 "latency_ms_p50": round(self.latency_ms(50), 2), "latency_ms_p99": round(self.latency_ms(99), 2)}
 
 
@@ -130,6 +155,10 @@ class _Stream:
     finished: bool = False
     last_index: int = -1
     """The newest frame index sent to inference (live streams never go back in time)."""
+    next_index: int = 0
+    """The index the reader gives the next frame (a reopened source counts on from here)."""
+    failures: int = 0
+    """Reopenings since the source last delivered a frame (a source that fails at once keeps backing off)."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +215,9 @@ class PoseStream:
     pipeline can be a few frames old (and vary a little between runs); `center` or a box are exactly
     repeatable.
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
+    `reconnect`: how cameras and network streams are reopened when they fail (None: they end there).
+    A single source that cannot be opened raises `SourceError`; among several, it ends its own stream with
+    that error (start, then error) and the others run.
     """
 
     def __init__(
@@ -200,6 +232,7 @@ class PoseStream:
         flip: bool = False,
         smooth: bool = False,
         live: bool = False,
+        reconnect: Reconnect | None = Reconnect(),  # noqa: B008 (frozen: sharing it is safe)
         names: Sequence[str] | None = None,
         sinks: Sequence[Sink] = (),
         on_pose: Callable[[Result], None] | None = None,
@@ -220,9 +253,16 @@ class PoseStream:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._streams: list[_Stream] = []
+        self.reconnect = reconnect
+        timeout = reconnect.timeout if reconnect else None
         try:
             for sid, spec in zip(ids, specs, strict=True):
-                src = open_source(spec, realtime=live)
+                try:
+                    src = open_source(spec, live) if timeout is None else open_source(spec, live, timeout)
+                except SourceError as e:
+                    if len(specs) == 1:
+                        raise
+                    src = _Unopenable(os.fspath(spec), e)
                 stats = StreamStats(sid)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
                 self._streams.append(_Stream(sid, src, policy(), OneEuro() if smooth else None,
@@ -268,6 +308,10 @@ class PoseStream:
                     st.started = time.time()
                     for sink in self.sinks:
                         sink.start(item, st)
+                elif not item.final:
+                    st.reconnects += item.kind == "recovered"
+                    for sink in self.sinks:
+                        sink.notice(item, st)
                 else:
                     st.ended, st.error = True, item.error
                     for sink in self.sinks:
@@ -297,8 +341,9 @@ class PoseStream:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        deadline = time.monotonic() + JOIN_S
         for t in self._threads:
-            t.join(timeout=2.0)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         for s in self._streams:
             if not any(t.name == f"read-{s.id}" for t in self._threads):
                 s.source.close()  # readers close their own source when they finish
@@ -359,18 +404,53 @@ class PoseStream:
         info, stop = s.source.info, self._stop
         try:
             s.inbox.put(StreamEvent(s.id, "start", info), stop)
-            for frame in s.source:
-                if stop.is_set():
-                    return
-                s.inbox.put(frame, stop)
+            while not self._deliver(s):  # the source failed: reopen it, or end the stream with the error
+                pass
             s.inbox.put(StreamEvent(s.id, "eos", info), stop)
         except SourceError as e:
+            s.stats.damaged = s.source.damaged
             s.inbox.put(StreamEvent(s.id, "error", info, str(e)), stop)
         except Exception as e:  # a reader must always end its stream, whatever broke
             s.inbox.put(StreamEvent(s.id, "error", info, f"{info.spec}: {type(e).__name__}: {e}"), stop)
         finally:
             s.source.close()
             self._count_cpu("read")
+
+    def _deliver(self, s: _Stream) -> bool:
+        """Put the source's frames into the inbox: True at its end (or on stop), False once it was reopened
+        after a failure; raises the SourceError when it may not or cannot be reopened."""
+        try:
+            for frame in s.source:
+                if self._stop.is_set():
+                    return True
+                if frame.index != s.next_index:
+                    frame = dataclasses.replace(frame, index=s.next_index)
+                s.next_index, s.failures = s.next_index + 1, 0
+                s.stats.damaged = s.source.damaged
+                s.inbox.put(frame, self._stop)
+        except SourceError as e:
+            error = e
+        else:
+            s.stats.damaged = s.source.damaged
+            return True
+        info = s.source.info
+        if self.reconnect is None or not info.live or info.path is not None:  # files are not reopened
+            raise error
+        s.source.close()
+        while (attempt := s.failures + 1) <= self.reconnect.attempts:
+            s.failures = attempt
+            delay = self.reconnect.wait(attempt)
+            s.inbox.put(StreamEvent(s.id, "retry", info, str(error), attempt, delay), self._stop)
+            if self._stop.wait(delay):
+                return True
+            try:
+                s.source = open_source(info.spec, timeout=self.reconnect.timeout)
+            except SourceError as e:
+                error = e
+                continue
+            s.inbox.put(StreamEvent(s.id, "recovered", info, str(error), attempt), self._stop)
+            return False
+        raise SourceError(f"{error}; gave up after {self.reconnect.attempts} reconnection attempts") from None
 
     def _next_input(self, turn: int) -> tuple[_Stream, Frame | StreamEvent] | None:
         """The next waiting item, taking streams in turn so none starves; None when all ended or stopping."""
@@ -384,7 +464,7 @@ class PoseStream:
                     if s.inbox.items:
                         item = s.inbox.items.popleft()
                         self._cond.notify_all()  # a blocked reader may continue
-                        if isinstance(item, StreamEvent) and item.kind != "start":
+                        if isinstance(item, StreamEvent) and item.final:
                             s.finished = True
                         return s, item
                 self._cond.wait(POLL_S)
@@ -488,6 +568,16 @@ class PoseStream:
                 pose = Pose(s.smoother(pose.keypoints, it.frame.pts), pose.box, pose.score, pose.joints)
             out.append(Result(s.id, it.frame, pose))
         return out
+
+
+class _Unopenable(Source):
+    """A source that could not be opened, standing in for it so that its stream reports the error."""
+
+    def __init__(self, spec: str, error: SourceError) -> None:
+        self.info, self.error = SourceInfo(spec, live=False), error
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise self.error
 
 
 def _newest_per_live_stream(batch: list[_Item]) -> list[_Item]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from streampose.draw import draw_hud, draw_pose
-from streampose.outputs import KeypointWriter, VideoWriter, check_video_path
+from streampose.outputs import KeypointWriter, VideoWriter, check_video_path, fit_video_size
 from streampose.publish import Publisher
 from streampose.runtime import Result, Sink, StreamEvent, StreamStats
 from streampose.wire import ControlMessage
@@ -44,6 +45,17 @@ class PublishSink(Sink):
         if time.monotonic() >= self._next_stats.get(result.stream, 0.0):
             self._next_stats[result.stream] = time.monotonic() + self.stats_every
             self.publisher.send(ControlMessage(result.stream, "stats", stats.to_dict()))
+
+    def notice(self, event: StreamEvent, stats: StreamStats) -> None:
+        """A lost connection is an `error` marked `retrying` (not the stream's end); its return, a `start`
+        marked `recovered`."""
+        if event.kind == "retry":
+            self.publisher.send(ControlMessage(event.stream, "error", {
+                **stats.to_dict(), "message": event.error, "retrying": True, "attempt": event.attempt,
+                "retry_in": event.delay}))
+        else:
+            self.publisher.send(ControlMessage(event.stream, "start", {
+                "source": event.info.spec, "live": event.info.live, "recovered": True, "attempt": event.attempt}))
 
     def end(self, event: StreamEvent, stats: StreamStats) -> None:
         self._open.pop(event.stream, None)
@@ -97,6 +109,10 @@ class VideoSink(Sink):
         rate = info.rate if info and info.rate else 25
         # still images have no timestamps: space them at the nominal rate
         self.timed[stream] = bool(info and info.time_base)
+        if (fit := fit_video_size(width, height)) != (width, height):
+            print(f"streampose: warning: {self.path_for(stream)}: {width}x{height} frames are larger than H.264 "
+                  f"allows; recording them scaled to {fit[0]}x{fit[1]}", file=sys.stderr)
+            width, height = fit
         w = self.writers[stream] = VideoWriter(self.path_for(stream), width, height, rate,
                                                time_base=info.time_base if info else None,
                                                audio_from=info.path if info and not info.live else None)
@@ -161,6 +177,13 @@ class ProgressSink(Sink):
         bar.update(1)
         if stats.delivered % 10 == 0:
             bar.set_postfix(latency=f"{stats.latency_ms():.0f}ms", dropped=stats.dropped, refresh=False)
+
+    def notice(self, event: StreamEvent, stats: StreamStats) -> None:
+        if event.kind == "retry":
+            tqdm.write(f"streampose: warning: {event.stream}: {event.error}; reconnecting in {event.delay:g} s "
+                       f"(attempt {event.attempt})", file=sys.stderr)
+        else:
+            tqdm.write(f"streampose: {event.stream}: reconnected", file=sys.stderr)
 
     def end(self, event: StreamEvent, stats: StreamStats) -> None:
         bar = self.bars.pop(event.stream, None)

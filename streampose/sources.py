@@ -27,10 +27,28 @@ import numpy.typing as npt
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 NETWORK_TIMEOUT_S = 10.0
+MAX_DAMAGED = 1000
+"""Damaged packets skipped in one source before it is given up as unreadable."""
 
 
 class SourceError(RuntimeError):
     """A source that cannot be opened or read; the message names the source and the problem."""
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How the runtime retries a camera or network stream that fails or stops delivering: up to
+    `attempts` reopenings, waiting `delay` seconds before the first and doubling up to `max_delay`.
+    A network read that waits `timeout` seconds for data counts as a failure."""
+
+    attempts: int = 5
+    delay: float = 0.5
+    max_delay: float = 8.0
+    timeout: float = NETWORK_TIMEOUT_S
+
+    def wait(self, attempt: int) -> float:
+        """Seconds to wait before reopening, for attempt 1, 2, ..."""
+        return float(min(self.delay * 2 ** (attempt - 1), self.max_delay))
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,10 @@ class Source(ABC):
     """A stream of frames with an explicit lifetime: iterate once, then close (or use `with`)."""
 
     info: SourceInfo
+    damaged: int = 0
+    """Packets that could not be decoded and were skipped (the frames around them still come)."""
+    last_damage: str | None = None
+    """Why the latest damaged packet could not be decoded."""
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...
@@ -115,7 +137,7 @@ class AVSource(Source):
     slice threading, since frame threading adds a frame of latency per thread. `realtime=True`
     plays a file at its native rate, as a live source would deliver it."""
 
-    def __init__(self, spec: str, realtime: bool = False) -> None:
+    def __init__(self, spec: str, realtime: bool = False, timeout: float = NETWORK_TIMEOUT_S) -> None:
         import av  # here, not at module level: image-only users (training, evaluation) need no PyAV
 
         network = bool(URL.match(spec)) and not spec.startswith("file:")
@@ -123,7 +145,7 @@ class AVSource(Source):
             raise SourceError(f"{spec}: no such file or folder")
         options = {"rtsp_transport": "tcp"} if spec.startswith("rtsp") else {}
         try:
-            self.container = av.open(spec, options=options, timeout=NETWORK_TIMEOUT_S if network else None)
+            self.container = av.open(spec, options=options, timeout=timeout if network else None)
         except (av.FFmpegError, UnicodeDecodeError, OSError) as e:
             what = "cannot connect to the stream" if network else "cannot open as video"
             raise SourceError(f"{spec}: {what} ({_reason(e)})") from None
@@ -131,6 +153,10 @@ class AVSource(Source):
             self.container.close()
             raise SourceError(f"{spec}: has no video stream")
         self.stream = self.container.streams.video[0]
+        if self.stream.codec_context is None:
+            self.container.close()
+            raise SourceError(f"{spec}: its video codec is not supported by this FFmpeg; convert it, e.g. "
+                              "ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4")
         if not network:
             self.stream.thread_type = "AUTO"
         self.realtime = realtime
@@ -142,23 +168,35 @@ class AVSource(Source):
             frames=self.stream.frames or None, path=None if network else os.fspath(spec))
 
     def __iter__(self) -> Iterator[Frame]:
+        """Decode packet by packet: a damaged packet is skipped and counted (`damaged`), not the end."""
         import av
 
         start_wall: float | None = None
         start_pts = 0.0
+        i = 0
         try:
-            for i, frame in enumerate(self.container.decode(self.stream)):
-                pts = float(frame.time) if frame.time is not None else i / float(self.info.rate or 25)
-                if self.realtime:
-                    if start_wall is None:
-                        start_wall, start_pts = time.time(), pts
-                    delay = start_wall + (pts - start_pts) - time.time()
-                    if delay > 0:
-                        time.sleep(delay)
-                image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
-                yield Frame(image, i, pts, time.time())
+            for packet in self.container.demux(self.stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as e:
+                    self.damaged, self.last_damage = self.damaged + 1, _reason(e)
+                    if self.damaged > MAX_DAMAGED:
+                        raise SourceError(f"{self.info.spec}: more than {MAX_DAMAGED} damaged packets "
+                                          f"({self.last_damage}); the file is too damaged to read") from None
+                    continue
+                for frame in frames:
+                    pts = float(frame.time) if frame.time is not None else i / float(self.info.rate or 25)
+                    if self.realtime:
+                        if start_wall is None:
+                            start_wall, start_pts = time.time(), pts
+                        delay = start_wall + (pts - start_pts) - time.time()
+                        if delay > 0:
+                            time.sleep(delay)
+                    image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+                    yield Frame(image, i, pts, time.time())
+                    i += 1
         except av.FFmpegError as e:
-            raise SourceError(f"{self.info.spec}: decoding failed ({_reason(e)})") from None
+            raise SourceError(f"{self.info.spec}: reading failed after {i} frames ({_reason(e)})") from None
 
     def close(self) -> None:
         self.container.close()
@@ -185,10 +223,9 @@ class CameraSource(Source):
         t0, i = time.time(), 0
         while True:
             ok, image = self.capture.read()
-            if not ok:
-                if i == 0:
-                    raise SourceError(f"camera {self.info.spec}: opened but delivers no frames")
-                return
+            if not ok:  # unplugged, or the driver gave up: a fault the runtime may retry, not an end
+                raise SourceError(f"camera {self.info.spec}: " + ("opened but delivers no frames" if i == 0
+                                                                   else f"stopped delivering after {i} frames"))
             now = time.time()
             yield Frame(np.asarray(image, dtype=np.uint8), i, now - t0, now)
             i += 1
@@ -197,23 +234,30 @@ class CameraSource(Source):
         self.capture.release()
 
 
-def open_source(spec: str | os.PathLike[str], realtime: bool = False) -> Source:
+def open_source(spec: str | os.PathLike[str], realtime: bool = False, timeout: float = NETWORK_TIMEOUT_S) -> Source:
     """A source from what a user types: a camera index (`0`) or device (`/dev/video0`), a URL
     (`rtsp://`, `http://`, ...), an image file, a folder of images, or a video file.
 
     `realtime` plays a video file at its native rate as a live source (for latency measurements
-    and for replaying recordings as if they were cameras)."""
+    and for replaying recordings as if they were cameras). `timeout`: seconds a network stream may go
+    without data before reading fails."""
     text = os.fspath(spec)
     if text.isdigit() or text.startswith("/dev/video"):
         return CameraSource(text)
     if URL.match(text):
-        return AVSource(text)
+        return AVSource(text, timeout=timeout)
     path = Path(text)
     if not path.exists():
         raise SourceError(f"{text}: no such file or folder")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
     return AVSource(text, realtime=realtime)
+
+
+def default_clip() -> str:
+    """The sample clip of the shared data folder (STREAMPOSE_DATA, default ../shared/data)."""
+    data = os.environ.get("STREAMPOSE_DATA", "../shared/data")
+    return os.path.join(data, "video", "basketball_240p.mp4")
 
 
 def iter_frames(source: str | os.PathLike[str]) -> Iterator[Frame]:

@@ -14,11 +14,15 @@ keypoint streams are open-ended, so a reader simply starts from where it joins.
 
 from __future__ import annotations
 
+import os
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from streampose import curve
 from streampose.publish import DEFAULT_ENDPOINT
 from streampose.wire import CTL_PREFIX, POSE_PREFIX, ControlMessage, Message, PoseMessage, WireError, decode
 
@@ -29,11 +33,14 @@ class Subscriber:
     `streams`: stream ids to receive (all when None); `control`: also yield `ControlMessage`s
     (start, eos, error, stats); `timeout`: seconds without any message after which iteration ends
     (None: wait forever); `latest`: skip to the newest pose per stream; `max_bytes`: larger
-    messages are rejected."""
+    messages are rejected; `curve_keys`: a folder made by `streampose keys` (or a reader's
+    `NAME.key_secret` in it) for a publisher that encrypts and admits only known readers
+    (see `streampose.curve`)."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, streams: Sequence[str] | None = None,
                  control: bool = False, timeout: float | None = None, latest: bool = False,
-                 max_bytes: int = 1 << 20, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+                 max_bytes: int = 1 << 20, context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 curve_keys: str | os.PathLike[str] | None = None) -> None:
         self.endpoint, self.timeout, self.latest, self.max_bytes = endpoint, timeout, latest, max_bytes
         self.streams = frozenset(streams) if streams is not None else None
         self.control = control
@@ -41,30 +48,63 @@ class Subscriber:
         """Messages dropped as malformed, oversized or of an unknown version."""
         self.last_error: str | None = None
         self._pending: deque[Message] = deque()
-        self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
+        self._context = context or zmq.Context.instance()
+        self._curve_keys = curve_keys
+        self._connect()
+
+    def _connect(self) -> None:
+        """A fresh SUB socket, connected. A monitor reports when the connection drops: libzmq ends a
+        connection whose peer sent more than MAXMSGSIZE and never reconnects it, so the reader reconnects
+        itself (with a new socket: reusing the old one can abort libzmq mid-message) and one oversized
+        message cannot deafen it for good."""
+        self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, max_bytes + 4096)  # libzmq drops the peer beyond this
-        prefixes = [POSE_PREFIX] + ([CTL_PREFIX] if control else [])
+        self._socket.setsockopt(zmq.MAXMSGSIZE, self.max_bytes + 4096)  # libzmq drops the peer beyond this
+        prefixes = [POSE_PREFIX] + ([CTL_PREFIX] if self.control else [])
         for prefix in prefixes:
             for stream in sorted(self.streams) if self.streams is not None else [""]:
                 self._socket.setsockopt(zmq.SUBSCRIBE, (prefix + stream).encode())
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         try:
-            self._socket.connect(endpoint)
+            if self._curve_keys is not None:
+                curve.connect(self._socket, self._curve_keys)
+            self._socket.connect(self.endpoint)
+        except curve.CurveError:
+            self.close()
+            raise
         except zmq.ZMQError as e:
-            self._socket.close()
-            raise ValueError(f"cannot connect to {endpoint}: {e.strerror}; "
+            self.close()
+            raise ValueError(f"cannot connect to {self.endpoint}: {e.strerror}; "
                              "use an endpoint like tcp://127.0.0.1:5555") from None
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next message, or None if none arrives within `timeout` seconds (None: wait forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._pending:
-            if not self._socket.poll(None if timeout is None else int(timeout * 1000)):
+            wait = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            ready = dict(self._poller.poll(wait))
+            if self._monitor in ready:
+                self._reconnect_if_dropped()
+            if self._socket in ready:
+                self._receive_waiting()
+            elif not ready:
                 return None
-            self._receive_waiting()
         return self._pending.popleft()
 
-    def _receive_waiting(self) -> None:
-        """Move the waiting messages (all of them with `latest`, else one) into the pending queue."""
+    def _reconnect_if_dropped(self) -> None:
+        dropped = False
+        while self._monitor.poll(0):
+            dropped |= recv_monitor_message(self._monitor)["event"] == zmq.EVENT_DISCONNECTED
+        if dropped:
+            self._receive_waiting(everything=True)  # what arrived before the drop is still good
+            self.close()
+            self._connect()
+
+    def _receive_waiting(self, everything: bool = False) -> None:
+        """Move the waiting messages (all of them with `latest` or `everything`, else one) into the pending queue."""
         got: list[Message] = []
         while True:
             try:
@@ -74,7 +114,7 @@ class Subscriber:
             msg = self._accept(parts)
             if msg is not None:
                 got.append(msg)
-            if not self.latest:
+            if not (self.latest or everything):
                 break
         if self.latest:  # keep control messages and each stream's newest pose, in arrival order
             newest = {m.stream: i for i, m in enumerate(got) if isinstance(m, PoseMessage)}
@@ -98,7 +138,11 @@ class Subscriber:
             yield msg
 
     def close(self) -> None:
-        self._socket.close()
+        """Safe to call twice."""
+        if not self._socket.closed:
+            self._socket.disable_monitor()
+            self._monitor.close()
+            self._socket.close()
 
     def __enter__(self) -> Subscriber:
         return self

@@ -62,7 +62,9 @@ class PoseMessage:
 @dataclass(frozen=True)
 class ControlMessage:
     """A stream event on `ctl/<stream>`: start, eos (end of stream), error, or periodic stats.
-    `data` holds the event's extra fields (flattened into the map on the wire)."""
+    `data` holds the event's extra fields (flattened into the map on the wire). A live stream that lost
+    its connection sends an `error` with `retrying: true` (not its end), then a `start` with
+    `recovered: true` once reopened."""
 
     stream: str
     event: str

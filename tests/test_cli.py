@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-EXE = shutil.which("streampose", path=str(Path(sys.executable).parent)) or "streampose"
-
-
-def sp(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it; `run` publishes nowhere unless a test asks (the default port may be taken)."""
-    extra = ["--publish", "none"] if args[0] == "run" and "--publish" not in args else []
-    return subprocess.run([EXE, *args, *extra], capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    assert r.returncode == code, r.stderr
-    assert "Traceback" not in r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) >= 1
-    return lines[-1]
+from conftest import one_line_error, sp
 
 
 def test_help_lists_every_subcommand() -> None:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import one_line_error, sp
+from conftest import one_line_error, sp
 
 from engine import crops as cr
 from engine.build import build, cache_key, verify
-from engine.onnx_export import export_onnx
-from engine.source import Source, load_source
+from engine.source import Source
 from engine.tensorrt_build import BuildError, fp16_route, profile_shapes
 from engine.verify import compare
 from streampose.backends import BackendUnavailable, create
@@ -25,20 +24,10 @@ from streampose.preprocess import Normalization
 
 
 @pytest.fixture(scope="module")
-def src() -> Source:
-    return load_source("hg2-lite")
-
-
-@pytest.fixture(scope="module")
 def check_crops(data: Path, src: Source) -> np.ndarray:
     if not (data / "lspet" / "joints.mat").is_file():
         pytest.skip("LSPET missing from the shared data")
     return cr.person_crops(f"lsp:{data}/lspet@8501-8524", 128, src.ckpt.normalization)
-
-
-@pytest.fixture(scope="module")
-def onnx_engine(tmp_path_factory: pytest.TempPathFactory, src: Source) -> Path:
-    return export_onnx(src, tmp_path_factory.mktemp("onnx") / "hg2-lite.onnx", max_batch=16)
 
 
 def test_onnx_file_is_self_contained_with_dynamic_batch(onnx_engine: Path, src: Source) -> None:

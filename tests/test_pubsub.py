@@ -12,6 +12,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from conftest import free_endpoint, synced
 
 from streampose.publish import Publisher, PublishError, binds_all_interfaces
 from streampose.subscriber import Subscriber
@@ -22,17 +23,6 @@ def pose(stream: str = "s0", frame: int = 0) -> PoseMessage:
     kp = np.random.default_rng(frame).random((14, 3), dtype=np.float32)
     return PoseMessage(stream=stream, frame=frame, pts=frame / 25, t_capture=time.time(), t_publish=time.time(),
                        size=(640, 480), joints="LSP14", kp=kp, box=(1.0, 2.0, 300.0, 300.0), score=0.5)
-
-
-def synced(pub: Publisher, sub: Subscriber, stream: str = "sync") -> None:
-    """Publish probes until the subscriber sees one (ZeroMQ's slow joiner), then drain them."""
-    for _ in range(200):
-        pub.send(ControlMessage(stream, "stats"))
-        if sub.recv(timeout=0.05) is not None:
-            while sub.recv(timeout=0.05) is not None:
-                pass
-            return
-    raise AssertionError("subscriber never connected")
 
 
 @pytest.mark.parametrize("fmt", ["msgpack", "json"])
@@ -142,8 +132,7 @@ def test_bind_errors_and_wide_binds() -> None:
 
 def test_listen_process_records_a_run_to_its_end(tmp_path: Path, studio_clip: Path) -> None:
     """`streampose listen` and `streampose run` as two real processes on one loopback port."""
-    with Publisher("tcp://127.0.0.1:*") as probe:  # a free port
-        endpoint = probe.endpoint
+    endpoint = free_endpoint()
     out = tmp_path / "poses.jsonl"
     listen = subprocess.Popen([sys.executable, "-m", "streampose.cli", "listen", endpoint, "--jsonl", str(out),
                                "--until-eos", "--control", "--timeout", "60"], stderr=subprocess.PIPE, text=True)

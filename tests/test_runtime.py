@@ -3,45 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from conftest import count_frames, cut, synced
 
 import streampose
+from streampose.backends import installed
 from streampose.publish import Publisher
 from streampose.runtime import PoseStream, Result, Sink, StreamEvent, StreamStats
-from streampose.sinks import PublishSink
+from streampose.sinks import KeypointSink, PublishSink, VideoSink
 from streampose.sources import SourceError, open_source
 from streampose.subscriber import Subscriber
 from streampose.wire import ControlMessage, PoseMessage
-
-
-def cut(src: Path, dst: Path, frames: int) -> Path:
-    """The first `frames` frames of a real clip, re-encoded with their original timestamps."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vout = out.add_stream("libx264", rate=vin.average_rate, options={"preset": "ultrafast"})
-        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-        vout.time_base = vin.time_base
-        for i, f in enumerate(inp.decode(vin)):
-            if i == frames:
-                break
-            g = av.VideoFrame.from_ndarray(f.to_ndarray(format="bgr24"), format="bgr24")
-            g.pts, g.time_base = f.pts, f.time_base
-            out.mux(vout.encode(g))
-        out.mux(vout.encode())
-    return dst
-
-
-def count_frames(path: Path) -> list[float]:
-    """Frame times by an independent decode."""
-    with av.open(str(path)) as c:
-        return [float(f.time) for f in c.decode(c.streams.video[0])]
 
 
 @pytest.fixture(scope="module")
@@ -80,31 +59,47 @@ def receive_all(sub: Subscriber, streams: int, out: list[PoseMessage | ControlMe
             return
 
 
-def synced(pub: Publisher, sub: Subscriber) -> None:
-    """Beat ZeroMQ's slow joiner: publish a probe until the subscriber sees one (never a bare sleep)."""
-    for _ in range(200):
-        pub.send(ControlMessage("sync", "stats"))
-        msg = sub.recv(timeout=0.05)
-        if msg is not None:
-            while sub.recv(timeout=0.05) is not None:
-                pass
-            return
-    raise AssertionError("subscriber never connected")
+@pytest.fixture(scope="module")
+def short_clips(basketball_clip: Path, studio_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three streams of different sizes and lengths, short enough to run every batch size on every backend."""
+    d = tmp_path_factory.mktemp("short")
+    return [cut(basketball_clip, d / "a.mp4", 13), cut(studio_clip, d / "b.mp4", 7),
+            cut(basketball_clip, d / "c.mp4", 5)]
 
 
-@pytest.mark.parametrize("batch", [1, 3, 8])
-def test_files_every_frame_published_once_in_order(clips: tuple[Path, Path], estimator: streampose.PoseEstimator,
-                                                   batch: int) -> None:
-    expected = {f"s{i}": count_frames(c) for i, c in enumerate(clips)}
+BACKENDS = ["torch"] + [b for b in ("openvino", "onnxruntime") if installed()[b]]
+LOSSLESS = [("torch", b) for b in range(1, 17)] + [(n, b) for n in BACKENDS[1:] for b in (1, 7, 16)]
+
+
+@pytest.fixture(scope="module")
+def estimators(onnx_engine: Path) -> Iterator[dict[str, streampose.PoseEstimator]]:
+    made = {name: streampose.PoseEstimator(onnx_engine if name == "onnxruntime" else "hg2-lite", backend=name)
+            for name in BACKENDS}
+    yield made
+    for est in made.values():
+        est.close()
+
+
+@pytest.mark.parametrize(("backend", "batch"), LOSSLESS)
+def test_files_every_frame_once_in_order_to_every_output(short_clips: list[Path], tmp_path: Path, backend: str,
+                                                        batch: int, estimators: dict[str, streampose.PoseEstimator]
+                                                        ) -> None:
+    """Promise 1: each decodable frame gives exactly one published pose, one keypoint line and one output
+    frame, in order, with its time; checked against an independent decode of each input."""
+    expected = {f"s{i}": count_frames(c) for i, c in enumerate(short_clips)}
+    video, lines = tmp_path / "out.mp4", tmp_path / "k.jsonl"
     with Publisher("tcp://127.0.0.1:*") as pub, Subscriber(pub.endpoint, control=True, timeout=20) as sub:
         synced(pub, sub)
         got: list[PoseMessage | ControlMessage] = []
-        reader = threading.Thread(target=receive_all, args=(sub, 2, got))
+        reader = threading.Thread(target=receive_all, args=(sub, len(short_clips), got))
         reader.start()
         collect = Collect()
-        stats = PoseStream([str(c) for c in clips], estimator=estimator, max_batch=batch,
-                           sinks=[collect, PublishSink(pub, stats_every=0.2)]).run()
+        sinks = [collect, PublishSink(pub, stats_every=0.2), VideoSink(video, streams=len(short_clips)),
+                 KeypointSink(lines)]
+        stats = PoseStream([str(c) for c in short_clips], estimator=estimators[backend], max_batch=batch,
+                           sinks=sinks).run()
         reader.join(timeout=30)
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
     for sid, times in expected.items():
         poses = [m for m in got if isinstance(m, PoseMessage) and m.stream == sid]
         assert [m.frame for m in poses] == list(range(len(times)))  # each frame exactly once, in order
@@ -114,8 +109,9 @@ def test_files_every_frame_published_once_in_order(clips: tuple[Path, Path], est
         assert ctl[0] == "start" and ctl[-1] == "eos" and "error" not in ctl
         assert stats[sid].delivered == len(times) and stats[sid].dropped == 0
         assert collect.frames[sid] == list(range(len(times)))
-    # each stream's start comes before its poses' end
-    for sid in expected:
+        assert [r["frame"] for r in rows if r["stream"] == sid] == list(range(len(times)))
+        np.testing.assert_allclose(count_frames(tmp_path / f"out-{sid}.mp4"), times, atol=1e-3)
+    for sid in expected:  # each stream's start comes before its end
         assert collect.events.index((sid, "start")) < collect.events.index((sid, "eos"))
 
 

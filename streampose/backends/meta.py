@@ -144,6 +144,17 @@ def read(engine: str | os.PathLike[str], verify_files: bool = True) -> EngineMet
     return meta
 
 
+def check_input(meta: EngineMeta, engine: str | os.PathLike[str], dims: list[int | None]) -> None:
+    """Refuse a graph whose input is not the (N, 3, S, S) its metadata promises (unknown dims pass):
+    the runtime would feed it crops of the wrong size."""
+    s = meta.config.input_size
+    want = [None, 3, s, s]
+    if len(dims) != 4 or any(d is not None and w is not None and d != w for d, w in zip(dims, want, strict=True)):
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        raise EngineError(f"{engine}: its graph takes input {shown} but its metadata says Nx3x{s}x{s}; it was "
+                          "edited or mislabelled: export it again with `streampose export`")
+
+
 def check_runtime(meta: EngineMeta, engine: str | os.PathLike[str], versions: dict[str, str | None],
                   device: dict[str, Any]) -> None:
     """Refuse a TensorRT engine built by another TensorRT version or for another GPU."""

@@ -30,7 +30,9 @@ class OnnxRuntimeBackend(Backend):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads  # 0: one per physical core
         self.session = ort.InferenceSession(os.fspath(engine), opts, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
+        inp = self.session.get_inputs()[0]
+        m.check_input(self.meta, engine, [d if isinstance(d, int) else None for d in inp.shape])
+        self.input_name = inp.name
         self.info = BackendInfo(
             name="onnxruntime", input_size=self.meta.config.input_size, stride=self.meta.config.stride,
             joints=self.meta.joints, normalization=self.meta.normalization, max_batch=self.meta.max_batch,

@@ -87,6 +87,8 @@ class OpenVinoBackend(Backend):
             if self.meta.target not in ("openvino", "onnx"):
                 raise m.EngineError(f"{model}: a {self.meta.target} engine; openvino runs .xml and .onnx files")
             graph = core.read_model(os.fspath(model))
+            m.check_input(self.meta, model, [d.get_length() if d.is_static else None
+                                             for d in graph.inputs[0].get_partial_shape()])
             if precision and precision != self.meta.precision and self.meta.precision == "int8":
                 raise ValueError(f"{model} is an int8 engine; it cannot run as {precision}")
             precision = precision or self.meta.precision
