@@ -8,6 +8,7 @@ import sys
 
 from engine.build import MIN_AGREEMENT, TARGETS
 from streampose import models
+from streampose.sources import default_clip
 
 DATA_HELP = "FORMAT:PATH[@range] of real people to crop (default: 64 LSPET validation images)"
 
@@ -84,6 +85,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     n.add_argument("--rounds", type=int, default=5, help="timed rounds per figure; the median is reported")
     n.add_argument("--cache", default="engines/cache", help="where engines are built and reused")
     n.add_argument("--json", default=None, help="also write the results (and the measured peaks) to this file")
+    n.add_argument("--soak", type=int, metavar="FRAMES",
+                   help="soak: loop --soak-clip through the runtime for FRAMES poses at the largest of --batches, "
+                        "sampling memory (RSS) and fps per pass; writes soak.json and soak.png to --soak-out")
+    n.add_argument("--soak-clip", default=default_clip(), metavar="CLIP", help="clip to loop (default: %(default)s)")
+    n.add_argument("--soak-out", default="docs/soak", metavar="DIR", help="where to write (default: %(default)s)")
     n.set_defaults(func=cmd_bench)
 
 
@@ -163,6 +169,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from streampose.info import cpu
 
     batches, streams = _counts("--batches", args.batches), _counts("--streams", args.streams)
+    if args.soak is not None:
+        return _soak(args, batches)
     if args.e2e and not Path(args.e2e).is_file():
         raise ValueError(f"--e2e {args.e2e}: no such clip")
     names = [v for v in args.backends.split(",") if v] or None
@@ -181,6 +189,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report["pipeline"] = [r.to_dict() for r in rows]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def _soak(args: argparse.Namespace, batches: list[int]) -> int:
+    """`bench --soak N`: the runtime's long-run check (streampose.soak)."""
+    from streampose.soak import soak, write
+
+    if args.soak < 1:
+        raise ValueError(f"--soak must be a positive number of frames, got {args.soak}")
+    backend = next((b for b in args.backends.split(",") if b), "auto")
+    report = soak(args.soak_clip, args.soak, model=args.models.split(",")[0], backend=backend, max_batch=max(batches))
+    for path in write(report, args.soak_out):
+        print(f"soak: wrote {path}")
+    print("soak: " + json.dumps(report.summary()))
     return 0
 
 

@@ -307,40 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parsers(sub)
     engine_parsers(sub)
-    _add_soak(sub.choices["bench"])
     return p
-
-
-def _add_soak(bench: argparse.ArgumentParser) -> None:
-    """`bench --soak N`: the runtime's long-run check (streampose.soak), on the engine package's bench command."""
-    from streampose.sources import default_clip
-
-    bench.add_argument("--soak", type=_positive_int, metavar="FRAMES",
-                       help="soak: loop --soak-clip through the runtime for FRAMES poses at the largest of --batches, "
-                            "sampling memory (RSS) and fps per pass; writes soak.json and soak.png to --soak-out")
-    bench.add_argument("--soak-clip", default=default_clip(), metavar="CLIP",
-                       help="clip to loop (default: %(default)s)")
-    bench.add_argument("--soak-out", default="docs/soak", metavar="DIR", help="where to write (default: %(default)s)")
-    model_only = bench.get_default("func")
-
-    def cmd_bench(args: argparse.Namespace) -> int:
-        if args.soak is None:
-            code: int = model_only(args)
-            return code
-        from streampose.soak import soak, write
-
-        backend = next((b for b in args.backends.split(",") if b), "auto")
-        try:
-            batch = max(int(v) for v in args.batches.split(","))
-        except ValueError:
-            raise UserError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
-        report = soak(args.soak_clip, args.soak, model=args.models.split(",")[0], backend=backend, max_batch=batch)
-        for path in write(report, args.soak_out):
-            print(f"soak: wrote {path}")
-        print("soak: " + json.dumps(report.summary()))
-        return 0
-
-    bench.set_defaults(func=cmd_bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
