@@ -90,7 +90,10 @@ def plot_accuracy_speed(peers: dict[str, Any], path: Path) -> None:
             continue
         ax.scatter(fps, 100 * pck, s=60)
         ax.annotate(row["model"], (fps, 100 * pck), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    speeds = [f for row in peers["table"] if (f := row["fps"].get(clip))]
     ax.set_xscale("log")
+    ax.set_xlim(min(speeds) / 2, max(speeds) * 4)
+    ax.set_ylim(0, 100)
     ax.set_xlabel(f"end-to-end fps on {clip} (log)")
     ax.set_ylabel("PCK@0.2, 12 limb joints, LSPET val (%)")
     ax.set_title("accuracy against speed, same machine, same run")
