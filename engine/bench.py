@@ -200,13 +200,12 @@ class PipelineRow:
     dropped: int
     cpu_ms_per_frame: dict[str, float]
     """Thread CPU time per stage (read, preprocess, infer, sinks) per delivered frame."""
-
-    @property
-    def efficiency(self) -> float:
-        return self.fps / self.model_fps
+    efficiency: float
+    """End-to-end fps / model-only fps, paired per round (the model timed just before and just after each
+    pipeline pass) and the median taken over rounds, so that the machine's drift hits both sides alike."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "efficiency": self.efficiency}
+        return asdict(self)
 
 
 def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False, streams: int = 1
@@ -230,17 +229,19 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
              names: list[str] | None = None, rounds: int = 3, live: bool = False, streams: Sequence[int] = (1,)
              ) -> list[PipelineRow]:
     """End-to-end fps (or, `live`, latency at the clip's native rate) against model-only fps, alternating
-    model-only and pipeline rounds so that machine noise hits both alike; medians are reported."""
+    model-only and pipeline rounds so that machine noise hits both alike; medians are reported, and the
+    ratio is paired per round (see `PipelineRow.efficiency`)."""
     rows = []
     for model in models:
         for name, precision, backend in backends_for(model, cache, names):
             with backend:
                 for batch, n in itertools.product(batches, streams):
-                    model_s, e2e_fps, runs = [], [], []
+                    model_s, e2e_fps, ratios, runs = [time_batches(backend, batch, rounds=1, round_s=2.0)], [], [], []
                     for _ in range(rounds):
-                        model_s.append(time_batches(backend, batch, rounds=1, round_s=2.0))
                         frames, seconds, stats, cpu = run_pipeline(backend, clip, batch, live, n)
+                        model_s.append(time_batches(backend, batch, rounds=1, round_s=2.0))
                         e2e_fps.append(frames / seconds)
+                        ratios.append(e2e_fps[-1] * (model_s[-2] + model_s[-1]) / 2 / batch)
                         runs.append((frames, stats, cpu))
                     frames, stats, cpu = runs[len(runs) // 2]
                     sec = statistics.median(model_s)
@@ -248,7 +249,7 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
                         model, name, precision, batch, os.path.basename(clip), live, n, frames,
                         statistics.median(e2e_fps),
                         batch / sec, 1000 * sec, stats.latency_ms(50), stats.latency_ms(99), stats.dropped,
-                        {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()}))
+                        {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()}, statistics.median(ratios)))
                     print(format_pipeline(rows[-1]), flush=True)
     return rows
 

@@ -85,6 +85,11 @@ def center_crop(width: int, height: int) -> tuple[npt.NDArray[np.float64], float
     return np.array([(width - 1) / 2.0, (height - 1) / 2.0]), side / PIXELS_PER_SCALE
 
 
+def _stacked(inputs: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+    """The crops as one batch; a single crop as a view (np.stack's copy of a 256-px crop costs ~0.8 ms)."""
+    return inputs[0][None] if len(inputs) == 1 else np.stack(inputs)
+
+
 class PoseEstimator:
     """Frames in, poses out: crop, run the network, decode back to frame pixels.
 
@@ -144,7 +149,7 @@ class PoseEstimator:
         poses: list[Pose] = []
         for start in range(0, len(prepared), self.max_batch):
             chunk = prepared[start:start + self.max_batch]
-            heat = infer_heatmaps(self.backend, np.stack([p.input for p in chunk]), self.flip)
+            heat = infer_heatmaps(self.backend, _stacked([p.input for p in chunk]), self.flip)
             kps = decode(heat, np.stack([p.transform for p in chunk]), stride=info.stride)
             for kp, p, score in zip(kps, chunk, pose_score(kps), strict=True):
                 poses.append(Pose(kp, p.box, float(score), info.joints))

@@ -110,5 +110,6 @@ class OpenVinoBackend(Backend):
 
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         self.check_batch(batch)
-        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        # share_inputs: the request reads the caller's array in place (no copy); infer() returns only when done
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
