@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error, sp
+from conftest import cut, one_line_error, sp
 
 from engine import crops as cr
 from engine.build import build, cache_key, verify
@@ -231,3 +231,18 @@ def test_bench_measures_peak_and_backends(tmp_path: Path) -> None:
     for r in rows:
         assert r.images_per_s > 0 and abs(r.images_per_s * r.ms_per_batch / 1000 - r.batch) < 1e-6
         assert r.share_of_peak == r.gflops / peaks["fp32"]
+
+
+def test_bench_e2e_runs_every_frame_and_pairs_the_ratio(basketball_clip: Path, tmp_path: Path) -> None:
+    from engine.bench import pipeline
+
+    clip = cut(basketball_clip, tmp_path / "clip.mp4", 12)
+    rows = pipeline(["hg2-lite"], str(clip), [1, 3], cache=str(tmp_path), names=["torch"], rounds=2)
+    assert [(r.backend, r.batch) for r in rows] == [("torch", 1), ("torch", 3)]
+    for r in rows:
+        assert r.frames == 12 and r.dropped == 0 and not r.live and r.streams == 1
+        assert r.fps > 0 and r.model_fps > 0 and abs(r.model_fps * r.model_ms / 1000 - r.batch) < 1e-6
+        # the paired ratio is a per-round ratio, close to (not equal to) the ratio of the medians
+        assert 0 < r.efficiency < 2 and 0.5 < r.efficiency / (r.fps / r.model_fps) < 2
+        assert {"read", "preprocess", "infer", "sinks"} <= set(r.cpu_ms_per_frame)
+        assert r.to_dict()["efficiency"] == r.efficiency

@@ -161,6 +161,9 @@ def render() -> str:
                     f"unlabelled); ours - {peer_name} = **{100 * (acc['ours']['limbs'] - p['limbs']):+.1f} points** "
                     f"(target +20); {peer_name} found a person in {p['person_found']} of {p['crops']} crops.")
     out += ["", f"Speed: ours / MediaPipe = {ratios} (target ≥ 2x). {accuracy}", "",
+            "YOLO11n-pose is not in the table: no installable wheel ships its weights (ultralytics 8.4.190's wheel "
+            "has none and fetches `yolo11n-pose.pt` from GitHub at run time, which a machine with only the package "
+            "registries cannot reach; no PyPI package carries them, checked 2026-12-01).", "",
             "![accuracy against speed](perf/accuracy-vs-speed.png)", ""]
 
     out += ["## Several streams", "",
