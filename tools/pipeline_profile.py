@@ -67,7 +67,12 @@ def main() -> None:
     args = ap.parse_args()
     if not Path(args.clip).is_file():
         raise SystemExit(f"{args.clip}: no such clip (set STREAMPOSE_DATA or pass --clip)")
-    engine = next((b for n, p, b in backends_for(args.model, args.cache, [args.backend]) if p == args.precision), None)
+    engine = None
+    for _, precision, backend in backends_for(args.model, args.cache, [args.backend]):
+        if precision == args.precision:
+            engine = backend
+            break
+        backend.close()  # the other precisions of that backend, built on the way
     if engine is None:
         raise SystemExit(f"no {args.backend} {args.precision} engine works here")
     with engine:
