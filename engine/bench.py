@@ -13,6 +13,7 @@ import os
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from engine.build import build
 from engine.source import load_source
 from streampose.api import PoseEstimator
-from streampose.backends import Backend, BackendUnavailable, create, installed
+from streampose.backends import Backend, BackendUnavailable, Job, create, installed
 from streampose.model import conv_macs
 from streampose.publish import Publisher
 from streampose.runtime import PoseStream, StreamStats
@@ -41,7 +42,10 @@ class Row:
     backend: str
     precision: str
     batch: int
+    jobs: int
+    """Batches run side by side (1: one at a time on all cores)."""
     ms_per_batch: float
+    """Wall time per batch delivered (with jobs > 1, each batch takes longer but several run at once)."""
     images_per_s: float
     gflops: float
     """Achieved GFLOP/s (2 x conv MACs per image)."""
@@ -116,23 +120,35 @@ def peaks_of(probe: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def time_batches(backend: Backend, batch: int, rounds: int = 5, round_s: float = 0.5) -> float:
-    """Median seconds per batch over `rounds` timed rounds of about `round_s` each, after warm-up."""
+    """Median seconds per batch over `rounds` timed rounds of about `round_s` each, after warm-up, with
+    `backend.info.jobs` batches kept in flight (as the runtime keeps them on files)."""
     s = backend.info.input_size
     x = np.random.default_rng(0).standard_normal((batch, 3, s, s), dtype=np.float32)
-    for _ in range(3):
-        backend.infer(x)
+    inflight: deque[Job] = deque()
+
+    def one() -> None:  # submit a batch; once the pipeline is full, wait for the oldest
+        inflight.append(backend.submit(x))
+        if len(inflight) >= backend.info.jobs:
+            inflight.popleft()()
+
+    for _ in range(3 + backend.info.jobs):
+        one()
     per_round = []
     for _ in range(rounds):
         n, t0 = 0, time.perf_counter()
         while n == 0 or time.perf_counter() - t0 < round_s:
-            backend.infer(x)
+            one()
             n += 1
         per_round.append((time.perf_counter() - t0) / n)
+    while inflight:
+        inflight.popleft()()
     return statistics.median(per_round)
 
 
-def backends_for(model: str, cache: str, names: list[str] | None = None) -> Iterator[tuple[str, str, Backend]]:
-    """Every (backend, precision) that works here for `model`, built into `cache` as needed."""
+def backends_for(model: str, cache: str, names: list[str] | None = None, jobs: int = 1
+                 ) -> Iterator[tuple[str, str, Backend]]:
+    """Every (backend, precision) that works here for `model`, built into `cache` as needed, opened to run
+    `jobs` batches side by side where it can (see `streampose.backends.create`)."""
     have = installed()
     src = load_source(model, untrained_dir=cache)
     for name, precision, target in COMBOS:
@@ -140,37 +156,41 @@ def backends_for(model: str, cache: str, names: list[str] | None = None) -> Iter
             continue
         try:
             if target is None:
-                yield name, precision, create(name, src.ckpt)
+                yield name, precision, create(name, src.ckpt, jobs=jobs)
                 continue
             engine = build(str(src.path), target, precision, cache=cache, max_batch=8)
-            yield name, precision, create(name, engine)
+            yield name, precision, create(name, engine, jobs=jobs)
         except BackendUnavailable as e:
             print(f"skipping {name} {precision}: {e}")
 
 
 def model_only(models: list[str], batches: list[int], cache: str = "engines/cache", names: list[str] | None = None,
-               peaks: dict[str, float] | None = None, rounds: int = 5) -> list[Row]:
+               peaks: dict[str, float] | None = None, rounds: int = 5, jobs: Sequence[int] = (1,)) -> list[Row]:
     rows = []
-    for model in models:
+    for model, j in itertools.product(models, jobs):
         flops = 2.0 * conv_macs(load_source(model, untrained_dir=cache).ckpt.config)
-        for name, precision, backend in backends_for(model, cache, names):
+        for name, precision, backend in backends_for(model, cache, names, j):
+            if j != 1 and backend.info.jobs == 1:  # runs one batch at a time: already timed with jobs 1
+                backend.close()
+                continue
             with backend:
                 for batch in batches:
                     sec = time_batches(backend, batch, rounds=rounds)
                     gflops = flops * batch / sec / 1e9
                     peak = (peaks or {}).get(PEAK_OF[precision])
-                    rows.append(Row(model, name, precision, batch, 1000 * sec, batch / sec, gflops,
+                    rows.append(Row(model, name, precision, batch, backend.info.jobs, 1000 * sec, batch / sec, gflops,
                                     gflops / peak if peak else None))
                     print(format_row(rows[-1]), flush=True)
     return rows
 
 
-HEADER = f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'ms/batch':>10}{'img/s':>9}{'GFLOP/s':>9}{'peak':>7}"
+HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'jobs':>5}{'ms/batch':>10}{'img/s':>9}{'GFLOP/s':>9}"
+          f"{'peak':>7}")
 
 
 def format_row(r: Row) -> str:
     share = f"{100 * r.share_of_peak:.0f}%" if r.share_of_peak is not None else "-"
-    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{r.ms_per_batch:>10.2f}"
+    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{r.jobs:>5}{r.ms_per_batch:>10.2f}"
             f"{r.images_per_s:>9.1f}{r.gflops:>9.1f}{share:>7}")
 
 
@@ -182,6 +202,8 @@ class PipelineRow:
     backend: str
     precision: str
     batch: int
+    jobs: int
+    """Batches the backend ran side by side, in the pipeline and alone alike."""
     clip: str
     live: bool
     streams: int
@@ -226,14 +248,18 @@ def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False, st
 
 
 def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "engines/cache",
-             names: list[str] | None = None, rounds: int = 3, live: bool = False, streams: Sequence[int] = (1,)
-             ) -> list[PipelineRow]:
+             names: list[str] | None = None, rounds: int = 3, live: bool = False, streams: Sequence[int] = (1,),
+             jobs: Sequence[int] | None = None) -> list[PipelineRow]:
     """End-to-end fps (or, `live`, latency at the clip's native rate) against model-only fps, alternating
     model-only and pipeline rounds so that machine noise hits both alike; medians are reported, and the
-    ratio is paired per round (see `PipelineRow.efficiency`)."""
+    ratio is paired per round (see `PipelineRow.efficiency`). `jobs` default: what the runtime picks (0, the
+    backend's best, for files; 1 for live)."""
     rows = []
-    for model in models:
-        for name, precision, backend in backends_for(model, cache, names):
+    for model, j in itertools.product(models, jobs if jobs is not None else (1 if live else 0,)):
+        for name, precision, backend in backends_for(model, cache, names, j):
+            if jobs is not None and j != 1 and backend.info.jobs == 1:  # one at a time: same as jobs 1
+                backend.close()
+                continue
             with backend:
                 for batch, n in itertools.product(batches, streams):
                     model_s, e2e_fps, ratios, runs = [time_batches(backend, batch, rounds=1, round_s=2.0)], [], [], []
@@ -246,7 +272,7 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
                     frames, stats, cpu = runs[len(runs) // 2]
                     sec = statistics.median(model_s)
                     rows.append(PipelineRow(
-                        model, name, precision, batch, os.path.basename(clip), live, n, frames,
+                        model, name, precision, batch, backend.info.jobs, os.path.basename(clip), live, n, frames,
                         statistics.median(e2e_fps),
                         batch / sec, 1000 * sec, stats.latency_ms(50), stats.latency_ms(99), stats.dropped,
                         {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()}, statistics.median(ratios)))
@@ -254,12 +280,13 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
     return rows
 
 
-PIPELINE_HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'mode':>6}{'strm':>5}{'e2e fps':>9}"
+PIPELINE_HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'jobs':>5}{'mode':>6}{'strm':>5}{'e2e fps':>9}"
                    f"{'model':>8}{'ratio':>7}{'lat p50':>9}{'p99':>7}{'model ms':>9}{'drop':>6}  CPU-ms/frame by stage")
 
 
 def format_pipeline(r: PipelineRow) -> str:
     stages = " ".join(f"{k} {v:.1f}" for k, v in r.cpu_ms_per_frame.items())
-    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{'live' if r.live else 'file':>6}{r.streams:>5}"
+    return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{r.jobs:>5}{'live' if r.live else 'file':>6}"
+            f"{r.streams:>5}"
             f"{r.fps:>9.1f}{r.model_fps:>8.1f}{r.efficiency:>7.2f}{r.latency_ms_p50:>9.1f}{r.latency_ms_p99:>7.1f}"
             f"{r.model_ms:>9.1f}{r.dropped:>6}  {stages}")

@@ -82,6 +82,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         "timed with random weights (default: %(default)s)")
     n.add_argument("--backends", default="", help="comma-separated subset (default: every available one)")
     n.add_argument("--batches", default="1,4,8", help="batch sizes (default: %(default)s)")
+    n.add_argument("--jobs", default=None,
+                   help="batches the backend runs side by side, e.g. 1,0 (0: as many as it runs best, OpenVINO's "
+                        "streams; 1: one at a time on all cores). Default: 1 for model-only; for --e2e what the "
+                        "runtime picks, 0 on files and 1 with --live")
     n.add_argument("--rounds", type=int, default=5, help="timed rounds per figure; the median is reported")
     n.add_argument("--cache", default="engines/cache", help="where engines are built and reused")
     n.add_argument("--json", default=None, help="also write the results (and the measured peaks) to this file")
@@ -169,6 +173,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from streampose.info import cpu
 
     batches, streams = _counts("--batches", args.batches), _counts("--streams", args.streams)
+    jobs = _counts("--jobs", args.jobs, minimum=0) if args.jobs is not None else None
     if args.soak is not None:
         return _soak(args, batches)
     if args.e2e and not Path(args.e2e).is_file():
@@ -179,11 +184,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"{machine['model']}, {machine['cores']} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     report: dict[str, object] = {"machine": machine, "python": platform.python_version()}
     if not args.e2e or args.model_only:
-        report.update(_bench_model_only(model_names, batches, args.cache, names, args.rounds))
+        report.update(_bench_model_only(model_names, batches, args.cache, names, args.rounds, jobs or [1]))
     if args.e2e:
         print(PIPELINE_HEADER)
         rows = pipeline(model_names, args.e2e, batches, cache=args.cache, names=names, rounds=args.rounds,
-                        live=args.live, streams=streams)
+                        live=args.live, streams=streams, jobs=jobs)
         print("ratio: end-to-end fps / model-only fps at the same batch, alternating rounds; latency: capture to "
               "publish; CPU-ms: thread CPU time per delivered frame")
         report["pipeline"] = [r.to_dict() for r in rows]
@@ -206,18 +211,18 @@ def _soak(args: argparse.Namespace, batches: list[int]) -> int:
     return 0
 
 
-def _counts(flag: str, text: str) -> list[int]:
+def _counts(flag: str, text: str, minimum: int = 1) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise ValueError(f"{flag} must be positive, got {text!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{flag} must be integers >= {minimum}, got {text!r}")
     return values
 
 
 def _bench_model_only(model_names: list[str], batches: list[int], cache: str, names: list[str] | None,
-                      rounds: int) -> dict[str, object]:
+                      rounds: int, jobs: list[int]) -> dict[str, object]:
     from engine.bench import HEADER, model_only, peak_probe, peaks_of
 
     probe = peak_probe()
@@ -226,7 +231,7 @@ def _bench_model_only(model_names: list[str], batches: list[int], cache: str, na
         print(f"peak {precision}: {peaks[precision]:.0f} GFLOP/s  (GEMM probe: "
               + ", ".join(f"{k} {v:.0f}" for k, v in impls.items()) + ")")
     print(HEADER)
-    rows = model_only(model_names, batches, cache=cache, names=names, peaks=peaks, rounds=rounds)
+    rows = model_only(model_names, batches, cache=cache, names=names, peaks=peaks, rounds=rounds, jobs=jobs)
     if not rows:
         raise ValueError("no backend could be benchmarked")
     best = max(rows, key=lambda r: r.share_of_peak or 0.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,13 +11,13 @@ import numpy as np
 import numpy.typing as npt
 
 from streampose import backends, models
-from streampose.backends import Backend
+from streampose.backends import Backend, Job
 from streampose.checkpoint import Checkpoint, CheckpointError, check_joints, load
 from streampose.decode import decode, pose_score, unflip_heatmaps
 from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box, crop_transform
 from streampose.joints import JointSet
 from streampose.pose import Pose
-from streampose.preprocess import preprocess
+from streampose.preprocess import Image, preprocess
 
 Box = tuple[float, float, float, float]
 
@@ -66,14 +66,19 @@ class Prepared:
     """The crop square in frame pixels."""
 
 
+def submit_heatmaps(backend: Backend, batch: npt.NDArray[np.float32], flip: bool = False) -> Job:
+    """Start a batch (see `Backend.submit`); with `flip`, its mirror too, and the job averages the two
+    (the flip test, which costs a second pass and usually gains a point or two of PCK)."""
+    plain = backend.submit(batch)
+    if not flip:
+        return plain
+    mirrored = backend.submit(np.ascontiguousarray(batch[..., ::-1]))
+    return lambda: 0.5 * (plain() + unflip_heatmaps(mirrored(), backend.info.joints.flip))
+
+
 def infer_heatmaps(backend: Backend, batch: npt.NDArray[np.float32], flip: bool = False) -> npt.NDArray[np.float32]:
-    """Heatmaps for a batch; with `flip`, averaged with those of the mirrored crops (the flip test),
-    which costs a second pass and usually gains a point or two of PCK."""
-    heat = backend.infer(batch)
-    if flip:
-        mirrored = backend.infer(np.ascontiguousarray(batch[..., ::-1]))
-        heat = 0.5 * (heat + unflip_heatmaps(mirrored, backend.info.joints.flip))
-    return heat
+    """Heatmaps for a batch, with the flip test if asked (see `submit_heatmaps`)."""
+    return submit_heatmaps(backend, batch, flip)()
 
 
 def center_crop(width: int, height: int) -> tuple[npt.NDArray[np.float64], float]:
@@ -108,18 +113,20 @@ class PoseEstimator:
         device: str = "cpu",
         box_margin: float = 1.25,
         flip: bool = False,
+        jobs: int = 1,
     ) -> None:
         """`model`: a loaded checkpoint, a model name or checkpoint path, or an engine built by
         `streampose build`; `backend`: auto (the fastest that works here), torch, onnxruntime, openvino or
-        tensorrt, or an open `Backend` (then `model` is ignored); `flip`: average with the mirrored image
-        (twice the compute)."""
+        tensorrt, or an open `Backend` (then `model` and `jobs` are ignored); `flip`: average with the
+        mirrored image (twice the compute); `jobs`: batches run side by side where the backend can (see
+        `backends.create`; 1, the default, gives each call the shortest wait)."""
         if isinstance(backend, Backend):
             self.backend = backend
         elif not isinstance(model, Checkpoint) and backends.is_engine(model):
-            self.backend = backends.create(backend, model, device=device)
+            self.backend = backends.create(backend, model, device=device, jobs=jobs)
         else:
             ckpt = model if isinstance(model, Checkpoint) else load_model(model)
-            self.backend = backends.create(backend, ckpt, device=device)
+            self.backend = backends.create(backend, ckpt, device=device, jobs=jobs)
         self.box_margin = box_margin
         self.flip = flip
 
@@ -132,10 +139,10 @@ class PoseEstimator:
         """Frames per backend call (half the backend's limit with the flip test)."""
         return max(1, self.backend.info.max_batch // 2) if self.flip else self.backend.info.max_batch
 
-    def __call__(self, frame: npt.NDArray[np.uint8], box: Box | None = None) -> Pose:
+    def __call__(self, frame: Image, box: Box | None = None) -> Pose:
         return self.estimate([frame], None if box is None else [box])[0]
 
-    def prepare(self, frame: npt.NDArray[np.uint8], center: npt.ArrayLike, scale: float) -> Prepared:
+    def prepare(self, frame: Image, center: npt.ArrayLike, scale: float) -> Prepared:
         """The network input for the crop (center, scale) of one frame: one warp, then normalisation."""
         info = self.backend.info
         transform = crop_transform(center, scale, info.input_size)
@@ -144,18 +151,24 @@ class PoseEstimator:
         return Prepared(x, transform, (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
 
     def infer(self, prepared: Sequence[Prepared]) -> list[Pose]:
-        """Poses for prepared crops, run in batches of at most `max_batch`."""
+        """Poses for prepared crops, run in batches of at most `max_batch` (side by side where the backend can)."""
+        jobs = [self.submit(prepared[i:i + self.max_batch]) for i in range(0, len(prepared), self.max_batch)]
+        return [pose for job in jobs for pose in job()]
+
+    def submit(self, prepared: Sequence[Prepared]) -> Callable[[], list[Pose]]:
+        """Start one batch (at most `max_batch` crops); calling the result waits for it and decodes the poses."""
+        if not 1 <= len(prepared) <= self.max_batch:
+            raise ValueError(f"a batch holds 1..{self.max_batch} crops, got {len(prepared)}")
+        job = submit_heatmaps(self.backend, _stacked([p.input for p in prepared]), self.flip)
         info = self.backend.info
-        poses: list[Pose] = []
-        for start in range(0, len(prepared), self.max_batch):
-            chunk = prepared[start:start + self.max_batch]
-            heat = infer_heatmaps(self.backend, _stacked([p.input for p in chunk]), self.flip)
-            kps = decode(heat, np.stack([p.transform for p in chunk]), stride=info.stride)
-            for kp, p, score in zip(kps, chunk, pose_score(kps), strict=True):
-                poses.append(Pose(kp, p.box, float(score), info.joints))
+
+        def poses() -> list[Pose]:
+            kps = decode(job(), np.stack([p.transform for p in prepared]), stride=info.stride)
+            return [Pose(kp, p.box, float(score), info.joints) for kp, p, score in zip(kps, prepared, pose_score(kps),
+                                                                                        strict=True)]
         return poses
 
-    def estimate(self, frames: Sequence[npt.NDArray[np.uint8]], boxes: Sequence[Box] | None = None) -> list[Pose]:
+    def estimate(self, frames: Sequence[Image], boxes: Sequence[Box] | None = None) -> list[Pose]:
         """One pose per frame: the person in `boxes`, or the centered person."""
         if boxes is not None and len(boxes) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(boxes)} boxes")

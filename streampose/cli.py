@@ -37,6 +37,12 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _terminate)
 
 
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) > 64:
+        raise argparse.ArgumentTypeError(f"must be 0 (the backend's best) or a count up to 64, got {text!r}")
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -101,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sinks.append(ProgressSink())
         stream = PoseStream(specs, model=model, backend=args.backend, device=args.device, crop=args.crop,
                             max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, flip=args.flip,
-                            smooth=args.smooth, live=args.live, sinks=sinks)
+                            smooth=args.smooth, live=args.live, sinks=sinks, jobs=args.jobs)
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -243,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "is lost) or a person box x,y,w,h (default: %(default)s)")
     r.add_argument("--max-batch", type=_positive_int, default=4,
                    help="frames per inference call, gathered across streams (default: %(default)s)")
+    r.add_argument("--jobs", type=_jobs, default=None,
+                   help="batches the backend runs side by side (OpenVINO's streams): 0 as many as it runs best, "
+                        "1 one at a time on all cores. Default: 0 when every source is a file (throughput), 1 when "
+                        "one is live (each frame's shortest wait)")
     r.add_argument("--max-wait-ms", type=_seconds, default=0.0,
                    help="how long to wait for a batch to fill; 0 takes what is queued (default: %(default)s)")
     r.add_argument("--flip", action="store_true", help="flip test: average with the mirrored frame (2x compute)")

@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from streampose.api import PoseEstimator, center_crop
 from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box
+from streampose.preprocess import Image
 
 F64 = npt.NDArray[np.float64]
 Keypoints = npt.NDArray[np.float32]
@@ -60,8 +61,9 @@ class CropPolicy(ABC):
     """Where the network looks in each frame of one stream."""
 
     @abstractmethod
-    def crop(self, frame: npt.NDArray[np.uint8]) -> Crop:
-        """The crop for this frame (BGR, H x W x 3)."""
+    def crop(self, frame: Image) -> Crop:
+        """The crop for this frame (BGR, H x W x 3, or a video's 4:2:0 planes: see `preprocess.YUV420`;
+        both have `.shape`, and `PoseEstimator` takes either)."""
 
     def update(self, keypoints: Keypoints, crop: Crop) -> None:
         """The pose found in `crop`: (K, 3) x, y in frame pixels and confidence in [0, 1].
@@ -71,7 +73,7 @@ class CropPolicy(ABC):
 class CenterCrop(CropPolicy):
     """The centred person, the paper's test setting (see `api.center_crop`)."""
 
-    def crop(self, frame: npt.NDArray[np.uint8]) -> Crop:
+    def crop(self, frame: Image) -> Crop:
         center, scale = center_crop(frame.shape[1], frame.shape[0])
         return Crop(center, scale)
 
@@ -85,7 +87,7 @@ class FixedCrop(CropPolicy):
         center, scale = box_to_center_scale(box, margin)
         self._crop = Crop(center, float(scale))
 
-    def crop(self, frame: npt.NDArray[np.uint8]) -> Crop:
+    def crop(self, frame: Image) -> Crop:
         return self._crop
 
 
@@ -132,13 +134,13 @@ class DetectCrop(CropPolicy):
         self._last: Crop | None = None
         self._frames = 0
 
-    def crop(self, frame: npt.NDArray[np.uint8]) -> Crop:
+    def crop(self, frame: Image) -> Crop:
         if self._frames % self.every == 0:
             self._last = self.detect(frame) or self._last
         self._frames += 1
         return self._last or self.fallback.crop(frame)
 
-    def detect(self, frame: npt.NDArray[np.uint8]) -> Crop | None:
+    def detect(self, frame: Image) -> Crop | None:
         """The crop of the most confident person in the frame, or None if there is none."""
         if self._estimator is None:
             self._estimator = PoseEstimator(backend="torch")
@@ -191,7 +193,7 @@ class TrackCrop(CropPolicy):
         self.smoothing, self.min_size = smoothing, min_size
         self._tracked: Crop | None = None
 
-    def crop(self, frame: npt.NDArray[np.uint8]) -> Crop:
+    def crop(self, frame: Image) -> Crop:
         if self._tracked is None:
             return self.fallback.crop(frame)
         h, w = frame.shape[:2]

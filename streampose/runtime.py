@@ -3,8 +3,13 @@
 Stages run concurrently with bounded queues, so decoding, preprocessing, inference and the
 sinks (publishing, rendering, writing) overlap:
 
-    reader thread per source --inbox--> preprocess thread --prepared--> inference thread
+    reader thread per source --inbox--> preprocess thread --prepared--> inference thread (batches,
+        submits) --submitted--> collect thread (waits for each batch, decodes heatmaps)
         --results--> the consumer (whoever iterates `PoseStream`; sinks run there)
+
+On files the backend runs batches side by side where it can (OpenVINO's streams, `jobs`): with one
+batch on all cores, a core taken by the decoder for a moment stalls every core; side by side it
+delays one batch. Live sources run one batch at a time on all cores, for the shortest latency.
 
 File sources deliver every frame exactly once, in order: a full inbox blocks the reader
 (back-pressure). Live sources keep only the newest frame: the inbox holds one, and a batch keeps
@@ -59,7 +64,7 @@ class Result:
 
     def message(self, t_publish: float | None = None) -> PoseMessage:
         """The wire-format message for this pose."""
-        h, w = self.frame.image.shape[:2]
+        w, h = self.frame.size
         return PoseMessage(stream=self.stream, frame=self.frame.index, pts=self.frame.pts,
                            t_capture=self.frame.t_capture, t_publish=time.time() if t_publish is None else t_publish,
                            size=(w, h), joints=self.pose.joints.name, kp=self.pose.keypoints, box=self.pose.box,
@@ -170,6 +175,14 @@ class _Item:
 
 
 @dataclass(frozen=True)
+class _Submitted:
+    """A batch handed to the backend; its poses come from `job` once it has run."""
+
+    items: list[_Item]
+    job: Callable[[], list[Pose]]
+
+
+@dataclass(frozen=True)
 class _Failure:
     error: BaseException
 
@@ -237,9 +250,12 @@ class PoseStream:
         sinks: Sequence[Sink] = (),
         on_pose: Callable[[Result], None] | None = None,
         estimator: PoseEstimator | None = None,
+        jobs: int | None = None,
     ) -> None:
-        """`estimator` reuses an open model (then `model`, `backend`, `device` and `flip` are ignored and the
-        caller closes it); otherwise the stream opens and closes its own."""
+        """`estimator` reuses an open model (then `model`, `backend`, `device`, `flip` and `jobs` are ignored and
+        the caller closes it); otherwise the stream opens and closes its own. `jobs`: batches the backend runs
+        side by side (see `backends.create`); default: as many as it runs best when every source is a file
+        (throughput), 1 when one is live (each frame's shortest wait)."""
         specs = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
         if not specs:
             raise ValueError("no sources given")
@@ -268,7 +284,9 @@ class PoseStream:
                 self._streams.append(_Stream(sid, src, policy(), OneEuro() if smooth else None,
                                              _Inbox(self._cond, capacity, src.info.live, stats), stats))
             self._owns_estimator = estimator is None
-            self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip)
+            if jobs is None:
+                jobs = 1 if any(st.source.info.live for st in self._streams) else 0
+            self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip, jobs=jobs)
         except BaseException:
             for s in self._streams:
                 s.source.close()
@@ -276,10 +294,13 @@ class PoseStream:
         self.max_batch = min(max_batch, self.estimator.max_batch)
         self.max_wait = max_wait_ms / 1e3
         self._prepared: queue.Queue[object] = queue.Queue(maxsize=self.max_batch)
+        # submitted batches wait here for the collector; the backend's own limit on jobs in flight holds
+        # the submitter back, this bounds what is submitted but not yet collected
+        self._submitted: queue.Queue[object] = queue.Queue(maxsize=max(1, self.estimator.backend.info.jobs))
         self._results: queue.Queue[object] = queue.Queue(maxsize=2 * self.max_batch + 4)
         self._threads: list[threading.Thread] = []
         self.cpu_seconds: dict[str, float] = {}
-        """Thread CPU time per stage (read, preprocess, infer), summed over streams, for benchmarks."""
+        """Thread CPU time per stage (read, preprocess, infer, collect), summed over streams, for benchmarks."""
         self._closed = False
 
     @property
@@ -372,6 +393,8 @@ class PoseStream:
                                               name="preprocess", daemon=True))
         self._threads.append(threading.Thread(target=self._stage, args=("infer", self._infer),
                                               name="infer", daemon=True))
+        self._threads.append(threading.Thread(target=self._stage, args=("collect", self._collect),
+                                              name="collect", daemon=True))
         for t in self._threads:
             t.start()
 
@@ -484,6 +507,8 @@ class PoseStream:
         self._put(self._prepared, _DONE)
 
     def _infer(self) -> None:
+        """Gather batches and submit them; a backend that runs batches side by side has the next one
+        started while the collector waits for the last."""
         pending: object = None
         while not self._stop.is_set():
             item = pending if pending is not None else self._get(self._prepared)
@@ -491,7 +516,7 @@ class PoseStream:
             if item is None:
                 continue
             if not isinstance(item, _Item):
-                self._put(self._results, item)
+                self._put(self._submitted, item)
                 if item is _DONE:
                     return
                 continue
@@ -507,7 +532,22 @@ class PoseStream:
                     pending = nxt  # an event or the end: run what we have first, keeping the order
                     break
                 batch.append(nxt)
-            for result in self._run_batch(self._freshen(_newest_per_live_stream(batch))):
+            batch = self._freshen(_newest_per_live_stream(batch))
+            if batch and not self._put(self._submitted,
+                                       _Submitted(batch, self.estimator.submit([it.prepared for it in batch]))):
+                return
+
+    def _collect(self) -> None:
+        """Wait for each submitted batch in order, decode its poses and pass them on, events in their place."""
+        while not self._stop.is_set():
+            item = self._get(self._submitted)
+            if item is None:
+                continue
+            if not isinstance(item, _Submitted):
+                if not self._put(self._results, item) or item is _DONE:
+                    return
+                continue
+            for result in self._results_of(item):
                 if not self._put(self._results, result):
                     return
 
@@ -520,8 +560,8 @@ class PoseStream:
     def _prepare(self, s: _Stream, frame: Frame) -> _Item:
         """The frame's crop (from its stream's policy) warped to the network input."""
         with s.lock:
-            crop = s.policy.crop(frame.image)
-        return _Item(s, frame, crop, self.estimator.prepare(frame.image, crop.center, crop.scale))
+            crop = s.policy.crop(frame.pixels)
+        return _Item(s, frame, crop, self.estimator.prepare(frame.pixels, crop.center, crop.scale))
 
     def _freshen(self, batch: list[_Item]) -> list[_Item]:
         """Live streams: swap each frame for the newest one waiting in its inbox, and drop frames older
@@ -557,10 +597,9 @@ class PoseStream:
         assert isinstance(newest, Frame)
         return newest
 
-    def _run_batch(self, batch: list[_Item]) -> list[Result]:
-        poses = self.estimator.infer([it.prepared for it in batch])
+    def _results_of(self, submitted: _Submitted) -> list[Result]:
         out = []
-        for it, pose in zip(batch, poses, strict=True):
+        for it, pose in zip(submitted.items, submitted.job(), strict=True):
             s = it.stream
             with s.lock:
                 s.policy.update(pose.keypoints, it.crop)

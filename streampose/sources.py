@@ -18,11 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from streampose.preprocess import YUV420, Image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
@@ -53,14 +57,24 @@ class Reconnect:
 
 @dataclass(frozen=True)
 class Frame:
-    image: npt.NDArray[np.uint8]
-    """(H, W, 3) BGR."""
+    pixels: Image
+    """(H, W, 3) BGR, or a video's decoded 4:2:0 planes, which the pipeline crops before converting."""
     index: int
     """Position in its source, from 0."""
     pts: float
     """Presentation time in seconds (0 for still images)."""
     t_capture: float = 0.0
     """Wall-clock time (time.time()) when the frame was read."""
+
+    @cached_property
+    def image(self) -> npt.NDArray[np.uint8]:
+        """(H, W, 3) BGR, converted from the planes on first use (by outputs that draw or record)."""
+        return self.pixels.bgr() if isinstance(self.pixels, YUV420) else self.pixels
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.pixels.shape[1], self.pixels.shape[0]
 
 
 @dataclass(frozen=True)
@@ -192,14 +206,30 @@ class AVSource(Source):
                         delay = start_wall + (pts - start_pts) - time.time()
                         if delay > 0:
                             time.sleep(delay)
-                    image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
-                    yield Frame(image, i, pts, time.time())
+                    yield Frame(_pixels(frame), i, pts, time.time())
                     i += 1
         except av.FFmpegError as e:
             raise SourceError(f"{self.info.spec}: reading failed after {i} frames ({_reason(e)})") from None
 
     def close(self) -> None:
         self.container.close()
+
+
+# colour spaces whose 4:2:0 -> BGR conversion OpenCV does as FFmpeg does: unspecified (FFmpeg then uses
+# BT.601), BT.470BG and SMPTE 170M (both BT.601); in limited ("MPEG") or unspecified range
+_BT601 = {2, 5, 6}
+_LIMITED = {0, 1}
+
+
+def _pixels(frame: Any) -> Image:
+    """A decoded frame as the pipeline takes it: views of its own 4:2:0 planes where OpenCV's conversion
+    matches FFmpeg's (no copy, no conversion of the whole frame), else converted to BGR by FFmpeg."""
+    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+            and frame.colorspace in _BT601 and frame.color_range in _LIMITED):
+        y, u, v = (np.frombuffer(p, dtype=np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+                   for p in frame.planes)
+        return YUV420(y, u, v)
+    return np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
 
 
 class CameraSource(Source):

@@ -158,6 +158,26 @@ def test_backend_choice_errors_are_clear(onnx_engine: Path, src: Source) -> None
     assert auto.name == "openvino" and auto.precision == ("bf16" if cpu_supports("bf16") else "fp32")
 
 
+def test_openvino_side_by_side_jobs_give_each_batch_its_own_heatmaps(src: Source, check_crops: np.ndarray) -> None:
+    """jobs=2: two streams run batches at once; five batches submitted before any is collected (so the
+    infer requests are reused under them) each come back with their own heatmaps, as one at a time."""
+    from streampose.api import infer_heatmaps
+
+    batches = [np.ascontiguousarray(check_crops[i:i + 3]) for i in range(0, 15, 3)]
+    with create("openvino", src.ckpt, jobs=1) as one, create("openvino", src.ckpt, jobs=2) as two:
+        assert (one.info.jobs, two.info.jobs) == (1, 2)
+        expected = [one.infer(b) for b in batches]
+        jobs = [two.submit(b) for b in batches]
+        for job, want in reversed(list(zip(jobs, expected, strict=True))):
+            np.testing.assert_allclose(job(), want, atol=1e-4)
+        assert jobs[0]() is jobs[0]()
+        assert not np.allclose(expected[0], expected[1], atol=1e-4)  # different crops: a mix-up would show
+        flipped = [infer_heatmaps(backend, batches[0], flip=True) for backend in (two, one)]
+        np.testing.assert_allclose(*flipped, atol=1e-4)
+    with pytest.raises(ValueError, match="jobs must be >= 0"):
+        create("openvino", src.ckpt, jobs=-1)
+
+
 def test_tensorrt_is_unavailable_without_a_gpu(tmp_path: Path) -> None:
     import torch
 

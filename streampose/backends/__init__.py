@@ -12,7 +12,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from streampose.backends.base import Backend, BackendInfo, BackendUnavailable
+from streampose.backends.base import Backend, BackendInfo, BackendUnavailable, Job
 from streampose.backends.meta import SUFFIXES, EngineError
 from streampose.checkpoint import Checkpoint
 
@@ -46,14 +46,18 @@ def is_engine(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix in SUFFIXES
 
 
-def create(name: str, model: Model, device: str = "cpu", precision: str | None = None) -> Backend:
-    """A backend by name for a checkpoint or an engine file; `precision` applies where the backend has a choice."""
+def create(name: str, model: Model, device: str = "cpu", precision: str | None = None, jobs: int = 1) -> Backend:
+    """A backend by name for a checkpoint or an engine file; `precision` applies where the backend has a choice.
+    `jobs`: batches run side by side where the backend can (OpenVINO; 0: as many as it finds best), which
+    gives throughput on files at the cost of each batch's latency; the others run one at a time."""
     if name not in NAMES:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
+    if jobs < 0:
+        raise ValueError(f"jobs must be >= 0 (0: as many as the backend finds best), got {jobs}")
     if not isinstance(model, Checkpoint) and not is_engine(model):
         raise EngineError(f"{model}: not an engine ({', '.join(SUFFIXES)}); load checkpoints with load_model")
     if name == "auto":
-        return _auto(model, device, precision)
+        return _auto(model, device, precision, jobs)
     if not isinstance(model, Checkpoint):
         target = SUFFIXES[Path(model).suffix]
         if name not in RUNS[target]:
@@ -74,7 +78,7 @@ def create(name: str, model: Model, device: str = "cpu", precision: str | None =
     if name == "openvino":
         from streampose.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(model, precision=precision)
+        return OpenVinoBackend(model, precision=precision, jobs=jobs)
     if isinstance(model, Checkpoint):
         build = "streampose export MODEL" if name == "onnxruntime" else "streampose build MODEL --target tensorrt"
         raise ValueError(f"the {name} backend runs an engine file, not a checkpoint; make one with `{build}`")
@@ -88,7 +92,7 @@ def create(name: str, model: Model, device: str = "cpu", precision: str | None =
     return TorchTensorRTBackend(model, dev) if Path(model).suffix == ".ep" else TensorRTBackend(model, dev)
 
 
-def _auto(model: Model, device: str, precision: str | None) -> Backend:
+def _auto(model: Model, device: str, precision: str | None, jobs: int) -> Backend:
     order: tuple[str, ...]
     if isinstance(model, Checkpoint):
         order = ("torch",) if device.startswith("cuda") else ("openvino", "torch")
@@ -98,8 +102,8 @@ def _auto(model: Model, device: str, precision: str | None) -> Backend:
     for name in order:
         try:
             if name == "openvino" and isinstance(model, Checkpoint) and precision is None:
-                return create(name, model, precision=_fastest_cpu_precision())
-            return create(name, model, device=device, precision=precision)
+                return create(name, model, precision=_fastest_cpu_precision(), jobs=jobs)
+            return create(name, model, device=device, precision=precision, jobs=jobs)
         except BackendUnavailable as e:
             reasons.append(str(e))
     raise BackendUnavailable("no backend can run this model here: " + "; ".join(reasons))
@@ -112,4 +116,5 @@ def _fastest_cpu_precision() -> str:
     return "bf16" if cpu_supports("bf16") else "fp32"
 
 
-__all__ = ["NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "create", "installed", "is_engine"]
+__all__ = ["NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "Job", "create", "installed",
+           "is_engine"]

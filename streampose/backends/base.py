@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,12 @@ class BackendInfo:
     max_batch: int
     precision: str
     device: str
+    jobs: int = 1
+    """Batches the backend runs at the same time (`submit` returns before they finish); 1 for most."""
+
+
+Job = Callable[[], npt.NDArray[np.float32]]
+"""A submitted batch: calling it waits for the batch and returns its heatmaps (the same array on every call)."""
 
 
 class Backend(ABC):
@@ -37,6 +44,14 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+    def submit(self, batch: npt.NDArray[np.float32]) -> Job:
+        """Start a batch and return at once where the backend can run `info.jobs` batches side by side (a
+        streaming runtime keeps that many in flight, so that a core lost to decoding stalls one batch, not
+        all cores); here, one at a time, it runs to the end first. `batch` must stay unchanged until the
+        job is called."""
+        heat = self.infer(batch)
+        return lambda: heat
 
     def close(self) -> None:
         """Release device memory and handles. Safe to call twice."""

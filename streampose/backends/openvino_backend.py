@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streampose.backends import meta as m
-from streampose.backends.base import Backend, BackendInfo, BackendUnavailable
+from streampose.backends.base import Backend, BackendInfo, BackendUnavailable, Job
 from streampose.checkpoint import Checkpoint
 
 # the precision OpenVINO computes in; int8 IR runs its quantised convolutions in int8 and the rest in f32
@@ -68,11 +69,36 @@ def converted(model: Checkpoint) -> Path:
     return path
 
 
+class _Job:
+    """One submitted batch on one infer request; its output is copied out once, by whoever asks first
+    (the caller, or `submit` reusing the request)."""
+
+    def __init__(self, request: Any, batch: npt.NDArray[np.float32]) -> None:
+        self.request = request
+        self.batch: npt.NDArray[np.float32] | None = batch  # the request reads it in place: keep it alive
+        self.heat: npt.NDArray[np.float32] | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self) -> npt.NDArray[np.float32]:
+        with self.lock:
+            if self.heat is None:
+                self.request.wait()
+                self.heat = np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+                self.batch = None
+            return self.heat
+
+
 class OpenVinoBackend(Backend):
-    """Runs an OpenVINO IR or ONNX engine built by `streampose build`, or converts a checkpoint in memory."""
+    """Runs an OpenVINO IR or ONNX engine built by `streampose build`, or converts a checkpoint in memory.
+
+    `jobs=1` runs one batch at a time on all cores (OpenVINO's LATENCY hint: the shortest wait for each
+    batch); `jobs=0` lets OpenVINO split the cores into streams that run batches side by side (THROUGHPUT
+    hint; 2 streams of 1 thread on 2 cores), `jobs=N` asks for N streams. Side by side, a core taken by
+    another thread (video decoding) delays one batch while the other cores go on; with one batch on all
+    cores, every core waits for the one that was taken."""
 
     def __init__(self, model: Checkpoint | str | os.PathLike[str], precision: str | None = None,
-                 threads: int = 0, max_batch: int = 64) -> None:
+                 threads: int = 0, max_batch: int = 64, jobs: int = 1) -> None:
         ov = _openvino()
         core = ov.Core()
         if isinstance(model, Checkpoint):
@@ -98,18 +124,37 @@ class OpenVinoBackend(Backend):
             raise ValueError(f"openvino precision must be one of {', '.join(HINTS)}, got {precision!r}")
         if not cpu_supports(precision):
             raise BackendUnavailable(f"openvino backend: this CPU has no native {precision}; use fp32")
-        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if jobs < 0:
+            raise ValueError(f"jobs must be >= 0 (0: as many as OpenVINO finds best), got {jobs}")
+        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision],
+                                 "PERFORMANCE_HINT": "LATENCY" if jobs == 1 else "THROUGHPUT"}
+        if jobs > 1:
+            props["NUM_STREAMS"] = jobs
         if threads:
             props["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(graph, "CPU", props)
-        self.request = self.compiled.create_infer_request()
+        n = 1 if jobs == 1 else int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.requests = [self.compiled.create_infer_request() for _ in range(n)]
+        self._last: list[_Job | None] = [None] * n
+        self._next = 0
         self.info = BackendInfo(
             name="openvino", input_size=config.input_size, stride=config.stride, joints=joints,
-            normalization=norm, max_batch=max_batch, precision=precision, device="cpu",
+            normalization=norm, max_batch=max_batch, precision=precision, device="cpu", jobs=n,
         )
 
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return self.submit(batch)()
+
+    def submit(self, batch: npt.NDArray[np.float32]) -> Job:
+        """Start the batch on the next infer request in turn, first collecting that request's previous
+        batch (waiting for it if it still runs). Called from one thread; the jobs may be called from another."""
         self.check_batch(batch)
-        # share_inputs: the request reads the caller's array in place (no copy); infer() returns only when done
-        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
-        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        k = self._next
+        self._next = (k + 1) % len(self.requests)
+        if (previous := self._last[k]) is not None:
+            previous()
+        job = _Job(self.requests[k], np.ascontiguousarray(batch, dtype=np.float32))
+        # share_inputs: the request reads the array in place (no copy); the job holds it until done
+        job.request.start_async({0: job.batch}, share_inputs=True)
+        self._last[k] = job
+        return job
