@@ -266,3 +266,44 @@ def test_bench_e2e_runs_every_frame_and_pairs_the_ratio(basketball_clip: Path, t
         assert 0 < r.efficiency < 2 and 0.5 < r.efficiency / (r.fps / r.model_fps) < 2
         assert {"read", "preprocess", "infer", "sinks"} <= set(r.cpu_ms_per_frame)
         assert r.to_dict()["efficiency"] == r.efficiency
+
+
+SIGNAL_STACK_CHECK = r"""
+import ctypes, faulthandler, signal, subprocess, sys, threading
+from streampose import checkpoint as ck, models
+from streampose.backends import create
+libc = ctypes.CDLL(None)
+class Stack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+def stack_mapped():
+    s = Stack(); libc.sigaltstack(None, ctypes.byref(s))
+    if not s.sp:
+        return True
+    for line in open("/proc/self/maps"):
+        lo, hi = (int(a, 16) for a in line.split()[0].split("-"))
+        if lo <= s.sp and s.sp + s.size <= hi:
+            return True
+    return False
+faulthandler.enable()  # as pytest does: an alternate signal stack on the main thread
+ckpt = ck.load(models.PRESETS["hg2-lite"].weights("hg2-lite"))
+for jobs in (1, 0):
+    held = [create("openvino", ckpt, jobs=jobs)]  # compiled on this thread
+    t = threading.Thread(target=held.clear)  # freed on another, as a garbage collection may do
+    t.start(); t.join()
+signal.signal(signal.SIGCHLD, lambda *a: None)  # torch's DataLoader installs one like it
+for _ in range(3):
+    subprocess.run([sys.executable, "-c", "pass"], check=True)  # each exit signals this thread
+print("signal stack mapped" if stack_mapped() else "signal stack freed")
+"""
+
+
+def test_openvino_freed_on_another_thread_keeps_the_signal_stack() -> None:
+    """OpenVINO's CPU plugin installs an alternate signal stack on the thread that loads it and frees
+    it with its Core. A backend freed on another thread once left the main thread's signal stack
+    pointing at freed memory: the next signal with a Python handler crashed the test run (SIGSEGV)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", SIGNAL_STACK_CHECK], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
+    assert r.stdout.strip().endswith("signal stack mapped"), r.stdout

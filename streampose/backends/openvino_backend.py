@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import warnings
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,19 @@ def _openvino() -> Any:
     return openvino
 
 
+@cache
+def core() -> Any:
+    """The one OpenVINO Core of this process, kept until exit. Its CPU plugin, when loaded, installs an
+    alternate signal stack (sized for AMX) on the loading thread and frees it when the Core goes; a Core
+    freed on another thread, or out of order with another Core, leaves that thread's signal stack
+    pointing at freed memory, and the next signal handled there (Python's SIGINT or SIGCHLD handlers use
+    the alternate stack) crashes the process. One Core that is never freed cannot do that."""
+    return _openvino().Core()
+
+
 def cpu_supports(precision: str) -> bool:
     """Whether this CPU runs `precision` natively (OpenVINO emulates nothing: bf16 needs AVX512-BF16/AMX)."""
-    caps = _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    caps = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}[precision] in caps
 
 
@@ -99,20 +110,19 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, model: Checkpoint | str | os.PathLike[str], precision: str | None = None,
                  threads: int = 0, max_batch: int = 64, jobs: int = 1) -> None:
-        ov = _openvino()
-        core = ov.Core()
+        ov_core = core()
         if isinstance(model, Checkpoint):
             if precision == "int8":
                 raise ValueError("int8 needs calibration: streampose build CHECKPOINT --target openvino "
                                  "--precision int8")
-            graph = core.read_model(os.fspath(converted(model)))
+            graph = ov_core.read_model(os.fspath(converted(model)))
             precision = precision or "fp32"
             config, joints, norm = model.config, model.joints, model.normalization
         else:
             self.meta = m.read(model)
             if self.meta.target not in ("openvino", "onnx"):
                 raise m.EngineError(f"{model}: a {self.meta.target} engine; openvino runs .xml and .onnx files")
-            graph = core.read_model(os.fspath(model))
+            graph = ov_core.read_model(os.fspath(model))
             m.check_input(self.meta, model, [d.get_length() if d.is_static else None
                                              for d in graph.inputs[0].get_partial_shape()])
             if precision and precision != self.meta.precision and self.meta.precision == "int8":
@@ -132,7 +142,7 @@ class OpenVinoBackend(Backend):
             props["NUM_STREAMS"] = jobs
         if threads:
             props["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(graph, "CPU", props)
+        self.compiled = ov_core.compile_model(graph, "CPU", props)
         n = 1 if jobs == 1 else int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.requests = [self.compiled.create_infer_request() for _ in range(n)]
         self._last: list[_Job | None] = [None] * n
@@ -144,6 +154,12 @@ class OpenVinoBackend(Backend):
 
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return self.submit(batch)()
+
+    def close(self) -> None:
+        """Wait for batches still running (a request must not outlive the input it reads in place)."""
+        for request in self.requests:
+            request.wait()
+        self._last = [None] * len(self.requests)
 
     def submit(self, batch: npt.NDArray[np.float32]) -> Job:
         """Start the batch on the next infer request in turn, first collecting that request's previous
