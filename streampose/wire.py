@@ -141,8 +141,11 @@ def decode(parts: Sequence[bytes], max_bytes: int = 1 << 20) -> Message:
 def _parse_payload(payload: bytes) -> Any:
     if payload[:1] in (b"{", b"["):
         try:
-            return json.loads(payload)
-        except (ValueError, RecursionError) as e:
+            parsed = json.loads(payload)
+            # \u escapes can spell lone surrogates, which are not text: refuse what no UTF-8 encoder takes
+            json.dumps(parsed, ensure_ascii=False).encode()
+            return parsed
+        except (ValueError, RecursionError) as e:  # UnicodeEncodeError is a ValueError
             raise WireError(f"payload is not valid JSON ({e})") from None
     try:
         return msgpack.unpackb(payload, raw=False, strict_map_key=True)
