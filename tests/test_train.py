@@ -193,6 +193,14 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     shipped = ck.load(tmp_path / "hg2-lite.pt", joints="LSP14")
     assert all(v.dtype == torch.float16 for v in shipped.state_dict.values() if v.is_floating_point())
     assert not shipped.extra  # no optimizer state in shipped weights
+    # a second phase started from the first (as hg2: 128 px, then 256 px): its card keeps the first's record
+    second = [*common[:-4], "--out", str(tmp_path / "run2"), "--cache-dir", str(tmp_path / "cache")]
+    r = subprocess.run([exe, "train", *second, "--max-steps", "1", "--init", str(run / "last.pt"),
+                        "--input-size", "64"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "second").mkdir()
+    card = ship(tmp_path / "run2", "hg2-lite", ["streampose train ..."], dest=tmp_path / "second")
+    assert card["training"]["steps"] == 1 and card["training"]["started_from"]["steps"] == 2
     bad = subprocess.run([exe, "train", "--data", "nope:x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "FORMAT:PATH" in bad.stderr and "Traceback" not in bad.stderr
 

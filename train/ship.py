@@ -63,13 +63,18 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
 
 
 def _earlier_training(init: str) -> dict[str, Any] | None:
-    """The training block of the card beside an --init checkpoint: a fine-tuned model's card keeps
-    the history of the weights it started from (read before those weights are replaced)."""
-    card = Path(init).with_suffix(".json") if init else None
-    if card is None or not card.is_file():
+    """Where the weights an --init run started from came from: the card beside a shipped model (read before
+    its weights are replaced), or the metadata of a training checkpoint (an earlier phase, e.g. at 128 px)."""
+    if not init or not Path(init).is_file():
         return None
-    earlier: dict[str, Any] = json.loads(card.read_text())
-    return {"weights": init, **earlier["training"], "commands": earlier.get("commands", [])}
+    card = Path(init).with_suffix(".json")
+    if card.is_file():
+        earlier: dict[str, Any] = json.loads(card.read_text())
+        return {"weights": init, **earlier["training"], "commands": earlier.get("commands", [])}
+    meta = ck.load(init).metadata
+    return {"weights": init, "steps": meta.get("steps"), "epochs": meta.get("epochs"),
+            "seconds": meta.get("training_seconds"), "config": meta.get("train_config"),
+            "augmentation": meta.get("augmentation"), "machine": meta.get("machine")}
 
 
 def main() -> None:
