@@ -201,6 +201,14 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     (tmp_path / "second").mkdir()
     card = ship(tmp_path / "run2", "hg2-lite", ["streampose train ..."], dest=tmp_path / "second")
     assert card["training"]["steps"] == 1 and card["training"]["started_from"]["steps"] == 2
+    # and a third phase from the second: the card follows the chain back to the first
+    r = subprocess.run([exe, "train", *second[:-4], "--out", str(tmp_path / "run3"), "--cache-dir",
+                        str(tmp_path / "cache"), "--max-steps", "1", "--init", str(tmp_path / "run2" / "last.pt"),
+                        "--input-size", "64"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    card = ship(tmp_path / "run3", "hg2-lite", ["streampose train ..."], dest=tmp_path / "second")
+    history = card["training"]["started_from"]
+    assert history["weights"] == str(tmp_path / "run2" / "last.pt") and history["started_from"]["steps"] == 2
     bad = subprocess.run([exe, "train", "--data", "nope:x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "FORMAT:PATH" in bad.stderr and "Traceback" not in bad.stderr
 

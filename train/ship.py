@@ -64,7 +64,8 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
 
 def _earlier_training(init: str) -> dict[str, Any] | None:
     """Where the weights an --init run started from came from: the card beside a shipped model (read before
-    its weights are replaced), or the metadata of a training checkpoint (an earlier phase, e.g. at 128 px)."""
+    its weights are replaced), or the metadata of a training checkpoint (an earlier phase, e.g. at 128 px),
+    followed back through the phases before it."""
     if not init or not Path(init).is_file():
         return None
     card = Path(init).with_suffix(".json")
@@ -72,9 +73,12 @@ def _earlier_training(init: str) -> dict[str, Any] | None:
         earlier: dict[str, Any] = json.loads(card.read_text())
         return {"weights": init, **earlier["training"], "commands": earlier.get("commands", [])}
     meta = ck.load(init).metadata
+    config = meta.get("train_config") or {}
+    before = _earlier_training(config.get("init", ""))
     return {"weights": init, "steps": meta.get("steps"), "epochs": meta.get("epochs"),
-            "seconds": meta.get("training_seconds"), "config": meta.get("train_config"),
-            "augmentation": meta.get("augmentation"), "machine": meta.get("machine")}
+            "seconds": meta.get("training_seconds"), "config": config,
+            "augmentation": meta.get("augmentation"), "machine": meta.get("machine"),
+            **({"started_from": before} if before else {})}
 
 
 def main() -> None:
