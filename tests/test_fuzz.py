@@ -87,7 +87,6 @@ def test_mutated_messages_decode_or_are_rejected(msg: Message, fmt: str, data: s
     decodes_or_rejects([topic, bytes(raw)])
 
 
-
 def test_a_lone_surrogate_in_json_is_rejected() -> None:
     """Found by the fuzzer above: a bit flip in the JSON escape of a non-BMP character leaves a lone
     surrogate ("\\ud800"), which json.loads accepts but no UTF-8 encoder takes; the decoder refuses it."""
@@ -96,6 +95,7 @@ def test_a_lone_surrogate_in_json_is_rejected() -> None:
     bad = good.replace(b"\\udc00", b"x")  # "k\\ud800x": the low half flipped away
     with pytest.raises(WireError, match="not valid JSON"):
         decode([b"ctl/s0", bad])
+
 
 def test_subscriber_survives_a_socket_full_of_hostile_messages() -> None:
     """A real PUB socket sends random and mutated messages, then a valid end: the real Subscriber skips the

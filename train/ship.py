@@ -28,7 +28,6 @@ from train.evaluate import score
 def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None, dest: Path = models.HERE,
          machine: str | None = None) -> dict[str, Any]:
     src = ck.load(run / "last.pt")
-    history = _earlier_training(src.metadata["train_config"].get("init", ""))
     weights = ck.save(ck.Checkpoint(src.config, src.joints, src.normalization, src.metadata, src.state_dict),
                       dest / f"{name}.pt", half=True)
     shipped = ck.load(weights)
@@ -49,12 +48,8 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
         "weights": {"file": weights.name, "dtype": "float16", "bytes": weights.stat().st_size},
         "data": {"train": src.metadata["data"], "validation": src.metadata["validation"],
                  "licence": "LSP-extended (Johnson & Everingham 2011), Flickr images: research use only"},
-        "training": {"steps": src.metadata["steps"], "epochs": src.metadata["epochs"],
-                     "seconds": src.metadata["training_seconds"], "config": src.metadata["train_config"],
-                     "augmentation": src.metadata["augmentation"],
-                     "machine": machine or src.metadata.get("machine")
-                     or f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}",
-                     **({"started_from": history} if history else {})},
+        "training": _training(src.metadata, machine or src.metadata.get("machine")
+                              or f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}"),
         "validation": metrics,
         "commands": commands,
     }
@@ -73,12 +68,15 @@ def _earlier_training(init: str) -> dict[str, Any] | None:
         earlier: dict[str, Any] = json.loads(card.read_text())
         return {"weights": init, **earlier["training"], "commands": earlier.get("commands", [])}
     meta = ck.load(init).metadata
-    config = meta.get("train_config") or {}
-    before = _earlier_training(config.get("init", ""))
-    return {"weights": init, "steps": meta.get("steps"), "epochs": meta.get("epochs"),
-            "seconds": meta.get("training_seconds"), "config": config,
-            "augmentation": meta.get("augmentation"), "machine": meta.get("machine"),
-            **({"started_from": before} if before else {})}
+    return {"weights": init, **_training(meta, meta.get("machine"))}
+
+
+def _training(meta: dict[str, Any], machine: str | None) -> dict[str, Any]:
+    """A card's training block from a training checkpoint's metadata, with the phases before it."""
+    history = _earlier_training(meta["train_config"].get("init", ""))
+    return {"steps": meta["steps"], "epochs": meta["epochs"], "seconds": meta["training_seconds"],
+            "config": meta["train_config"], "augmentation": meta["augmentation"], "machine": machine,
+            **({"started_from": history} if history else {})}
 
 
 def main() -> None:
