@@ -85,8 +85,11 @@ def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path)
     assert big.net.cfg.input_size == 128 and big.samples[0, 0][0].shape[-1] == 128
     for k, v in small.net.state_dict().items():
         torch.testing.assert_close(big.net.state_dict()[k], v, msg=k)
-    with pytest.raises(ValueError, match="only the input size may differ"):
-        tiny(lspet, tmp_path / "other", model="hg2", init=str(tmp_path / "small" / "run" / "last.pt"))
+    # hg2-lite's weights start the twice as wide hg2, widened (train/widen.py); never the other way round
+    wide = tiny(lspet, tmp_path / "wide", model="hg2", input_size=64, init=str(tmp_path / "small" / "run" / "last.pt"))
+    assert wide.net.cfg.features == 2 * small.net.cfg.features
+    with pytest.raises(ValueError, match="only the input size may differ, or the features by a whole factor"):
+        tiny(lspet, tmp_path / "other", init=str(wide.checkpoint(tmp_path / "wide.pt")))
 
 
 def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> None:

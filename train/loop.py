@@ -35,6 +35,7 @@ from streampose.preprocess import Normalization
 from train.data import Augment, CropCache, PoseSamples
 from train.datasets import Dataset
 from train.evaluate import Report, score
+from train.widen import widen
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
@@ -146,13 +147,19 @@ class Trainer:
 
     def _init_from(self, path: Path) -> None:
         """Fine-tune from another run: the hourglass is fully convolutional, so weights trained at one
-        input size are a good start at another (progressive resizing: cheap epochs small, last ones large)."""
+        input size are a good start at another (progressive resizing: cheap epochs small, last ones large).
+        A narrower model's weights are widened to this one's feature count (train/widen.py)."""
         c = ck.load(path)
-        if replace(c.config, input_size=self.net.cfg.input_size) != self.net.cfg:
+        same = replace(c.config, input_size=self.net.cfg.input_size)
+        state = c.state_dict
+        if replace(same, features=self.net.cfg.features) != self.net.cfg or self.net.cfg.features % same.features:
             raise ValueError(f"--init {path} holds a {c.config} model; {self.cfg.model} needs {self.net.cfg} "
-                             "(only the input size may differ)")
-        self.net.load_state_dict(c.state_dict)
-        print(f"starting from the weights of {path} ({c.config.input_size} px)", file=sys.stderr)
+                             "(only the input size may differ, or the features by a whole factor)")
+        if same.features != self.net.cfg.features:
+            state = widen({k: v.float() for k, v in state.items()}, same, self.net.cfg, seed=self.cfg.seed)
+        self.net.load_state_dict(state)
+        print(f"starting from the weights of {path} ({c.config.input_size} px, {c.config.features} features)",
+              file=sys.stderr)
 
     def _resume(self) -> None:
         if not self.last_path.is_file():
