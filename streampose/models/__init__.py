@@ -32,7 +32,7 @@ PRESETS: dict[str, Preset] = {
     # the paper's width at 128 px, not its 256 px: a 256-px epoch costs 22 min on the 2 CPU cores it is trained
     # on (6.5 img/s), a 128-px one 7 min; `streampose train --config hg2 --input-size 256` trains the paper's size
     "hg2": Preset(HourglassConfig(stacks=2, features=256, joints=_K, input_size=128), LSP14,
-                  "the paper's 2-stack, 256-feature hourglass at 128 px: more accurate, 4x the work of hg2-lite"),
+                  "the paper's 2-stack, 256-feature hourglass at 128 px: more accurate, 2.7x the work of hg2-lite"),
 }
 DEFAULT = "hg2-lite"
 
