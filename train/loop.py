@@ -261,7 +261,7 @@ class Trainer:
                bar: tqdm) -> None:
         cfg = self.cfg
         window = torch.zeros((), device=self.device)
-        n_window, n_timed, t_window = 0, 0, time.perf_counter()  # n_timed: steps since t_window (not validation)
+        n_window, t_window = 0, time.perf_counter()
         for x, target, weight in batches:
             t0 = time.perf_counter()
             epoch = self.step // self.steps_per_epoch
@@ -282,11 +282,10 @@ class Trainer:
             self.seconds += time.perf_counter() - t0
             window += loss.detach()
             n_window += 1
-            n_timed += 1
             bar.update(1)
             if self.step % cfg.log_every == 0:
                 mean_loss = window.item() / n_window  # the only GPU sync: once per log_every steps
-                speed = n_timed * cfg.batch / (time.perf_counter() - t_window)
+                speed = n_window * cfg.batch / (time.perf_counter() - t_window)
                 entry = {"kind": "train", "step": self.step, "epoch": epoch, "loss": mean_loss, "lr": lr,
                          "img_s": round(speed, 1)}
                 self.log.append(entry)
@@ -295,10 +294,11 @@ class Trainer:
                     print(f"step {self.step}/{total} epoch {epoch} loss {mean_loss:.3e} {speed:.0f} img/s",
                           file=sys.stderr)
                 window.zero_()
-                n_window, n_timed, t_window = 0, 0, time.perf_counter()
+                n_window, t_window = 0, time.perf_counter()
             if self.step % self.steps_per_epoch == 0:
+                t_val = time.perf_counter()
                 self._end_of_epoch(epoch)
-                n_timed, t_window = 0, time.perf_counter()
+                t_window += time.perf_counter() - t_val  # the speed is of training steps, not validation
             elif self.step % cfg.checkpoint_every == 0:
                 self.checkpoint(self.last_path)
             if self.step >= total:
