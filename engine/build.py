@@ -80,8 +80,9 @@ def build(model: str, target: str, precision: str | None = None, out: str | os.P
         calib = None
         if precision == "int8":
             spec = calib_data or cr.spec(cr.CALIBRATE)
-            calib = cr.person_crops(spec, src.ckpt.config.input_size, src.ckpt.normalization, calib_images)
-            print(f"calibrating int8 on {len(calib)} person crops from {spec}", file=sys.stderr)
+            calib = cr.network_inputs(spec, src.ckpt.config, src.ckpt.normalization, calib_images)
+            what = "whole images" if src.ckpt.config.head == "centernet" else "person crops"
+            print(f"calibrating int8 on {len(calib)} {what} from {spec}", file=sys.stderr)
         return build_openvino(src, path, precision, max_batch=max_batch, opt_batch=opt_batch, calibration=calib)
     from engine.tensorrt_build import build_tensorrt, build_torch_tensorrt
 
@@ -105,7 +106,7 @@ def verify(engine: str | os.PathLike[str], checkpoint: str | None = None, data: 
         print(f"warning: {checkpoint} is not the checkpoint {engine} was built from (sha256 differs)",
               file=sys.stderr)
     spec = data or cr.spec(cr.CHECK)
-    x = cr.person_crops(spec, meta.config.input_size, meta.normalization, limit)
+    x = cr.network_inputs(spec, meta.config, meta.normalization, limit)
     runner: Backend
     with create(backend, engine) as runner, create("torch", ref_src.ckpt) as reference:
         result = compare(runner, reference, x, batch=batch)

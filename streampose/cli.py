@@ -15,6 +15,7 @@ from typing import TextIO
 import streampose
 from streampose import models
 from streampose.backends import NAMES
+from streampose.crop import REDETECT
 from streampose.wire import Message, to_map
 
 
@@ -96,16 +97,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     sinks: list[Sink] = []
     try:
         if args.show:
-            sinks.append(ShowSink())
+            sinks.append(ShowSink(by_person=args.people > 1))
         if args.publish != "none":
             sinks.append(PublishSink(Publisher(args.publish, fmt=args.format, hwm=args.hwm,
                                                curve_keys=args.curve_keys)))
         if args.save:
-            sinks.append(VideoSink(args.save, streams=len(specs)))
+            sinks.append(VideoSink(args.save, streams=len(specs), by_person=args.people > 1))
         if args.keypoints:
             sinks.append(KeypointSink(args.keypoints))
         sinks.append(ProgressSink())
         stream = PoseStream(specs, model=model, backend=args.backend, device=args.device, crop=args.crop,
+                            people=args.people, detector=args.detector, redetect=args.redetect,
                             max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, flip=args.flip,
                             smooth=args.smooth, live=args.live, sinks=sinks, jobs=args.jobs)
     except BaseException:
@@ -118,11 +120,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(to_map(result.message(), binary_kp=False)), flush=True)
             elif table:
-                pose = result.pose
-                print(f"{result.stream}  frame {result.frame.index}  score {pose.score:.3f}  "
-                      f"crop {', '.join(f'{v:.0f}' for v in pose.box)}")
-                for name, (x, y, c) in pose.as_dict().items():
-                    print(f"  {name:<12}{x:9.1f}{y:9.1f}   {c:.2f}")
+                if not result.poses:
+                    print(f"{result.stream}  frame {result.frame.index}  no person found")
+                for pose in result.poses:
+                    print(f"{result.stream}  frame {result.frame.index}  person {pose.id}  score {pose.score:.3f}  "
+                          f"crop {', '.join(f'{v:.0f}' for v in pose.box)}")
+                    for name, (x, y, c) in pose.as_dict().items():
+                        print(f"  {name:<12}{x:9.1f}{y:9.1f}   {c:.2f}")
             if args.max_frames and n >= args.max_frames:
                 break
     stats = stream.stats
@@ -206,8 +210,9 @@ def _show(msg: Message, out: TextIO | None) -> None:
         print(f"{msg.stream}  {msg.event}  {json.dumps(msg.data)}", flush=True)
     elif isinstance(msg, PoseMessage):
         lag = 1000 * (time.time() - msg.t_capture)
-        print(f"{msg.stream}  frame {msg.frame:<6} pts {msg.pts:8.3f}  score {msg.score:.2f}  "
-              f"{msg.joints} {len(msg.kp)} joints  {lag:6.1f} ms since capture", flush=True)
+        people = "  ".join(f"#{p.id} score {p.score:.2f}" for p in msg.people) or "no one"
+        print(f"{msg.stream}  frame {msg.frame:<6} pts {msg.pts:8.3f}  {msg.joints}  {people}  "
+              f"{lag:6.1f} ms since capture", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,11 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", choices=NAMES,
                    help="inference backend; auto: the fastest that works here (default: %(default)s)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
-    r.add_argument("--crop", default="track", type=_crop_spec,
-                   help="which part of the frame the network sees: track (frame the last confident pose, "
-                        "the centered person until there is one), center (always the centered person), detect "
-                        "(scan the frame for the person; slow), track+detect (track, scanning when the person "
-                        "is lost) or a person box x,y,w,h (default: %(default)s)")
+    r.add_argument("--crop", default="auto", type=_crop_spec,
+                   help="how the network finds the person: auto (the person detector on every image; on videos "
+                        "and cameras, follow each person's last confident pose and detect on the first frame, when "
+                        "one is lost and every --redetect frames), detect (the detector on every frame), "
+                        "track+detect (track with the detector, on images too), track (no detector: follow the "
+                        "centred person), center (the centred person, the paper's setting) or a person box x,y,w,h "
+                        "(default: %(default)s)")
+    r.add_argument("--people", type=_positive_int, default=1,
+                   help="pose up to this many people per frame: the most confident detections, batched together, "
+                        "each keeping its id across frames (default: %(default)s)")
+    r.add_argument("--detector", default=models.DETECTOR,
+                   help="person detector: model name, checkpoint or engine built by `streampose build` "
+                        "(default: %(default)s)")
+    r.add_argument("--redetect", type=_positive_int, default=REDETECT,
+                   help="while everyone is tracked, run the detector every this many frames to catch a better "
+                        "candidate (default: %(default)s)")
     r.add_argument("--max-batch", type=_positive_int, default=4,
                    help="frames per inference call, gathered across streams (default: %(default)s)")
     r.add_argument("--jobs", type=_jobs, default=None,

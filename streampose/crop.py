@@ -1,36 +1,42 @@
-"""Crop policies: which square of each frame the network sees.
+"""Crop policies: which squares of each frame the pose network sees, one per person.
 
-The network is trained on one person centred in its input at a known scale, so where the crop
-goes decides how good the pose is. A policy gives the crop for each frame (`crop`) and hears the
-pose found in it (`update`), so it can follow the person:
+The network is trained on one person centred in its input at a known scale, so where the crop goes
+decides how good the pose is. A policy gives a frame's crops (`crops`: none when no one is found, up to
+`people` otherwise, each with the id of the person it follows) and hears the poses found in them (`update`):
 
 - `CenterCrop`: the paper's setting, the centred person (`api.center_crop`).
 - `FixedCrop`: a person box given in pixels (a fixed camera, a known place).
-- `DetectCrop`: find the person anywhere in the frame (a scan with the pose network itself).
-- `TrackCrop`: the box of the last confident pose, smoothed; when the person is lost, a
-  fallback policy finds them again.
+- `DetectCrop`: the person detector on every frame (what images get: each is a new scene).
+- `TrackCrop`: each person's crop frames their last confident pose, smoothed; the detector finds people on
+  the first frame, whenever one is lost, and every `redetect` frames to catch a better candidate (what
+  videos get). Without a detector it follows one person from the centre crop.
 
-The runtime makes one policy per stream (`parse_crop(spec)()`), calls `crop` for frame n and
-`update` once frame n's pose is known; with batching, the crops of the next frames may be taken
-before that pose arrives, and then use the latest one heard.
+`parse_crop(spec)` reads the user's choice (`auto`, `center`, `track`, `detect`, `track+detect`, `x,y,w,h`)
+and `CropSpec.policy` makes one policy per stream. The runtime calls `crops` for frame n and `update` once
+frame n's poses are known; with batching, the crops of the next frames may be taken before then, and use
+the latest poses heard. For image sources it calls `reset` before each image.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from streampose.api import PoseEstimator, center_crop
-from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box
+from streampose.api import center_crop
+from streampose.detect import iou, match, person_box, pose_crop
+from streampose.geometry import box_to_center_scale, center_scale_to_box
 from streampose.preprocess import Image
 
 F64 = npt.NDArray[np.float64]
 Keypoints = npt.NDArray[np.float32]
+Detector = Callable[[Image], npt.NDArray[np.float32]]
+"""Finds people in a frame: boxes (M, 5+) x, y, w, h, score, best first (`PersonDetector` is one)."""
 
 # A pose is confident with MIN_JOINTS joints at MIN_CONF or more. The confidences of hg2-lite are
 # heatmap peaks: a well-framed person scores 0.5-0.9 on most joints, and one at a third of the
@@ -41,6 +47,10 @@ MIN_JOINTS = 6
 MIN_SIZE = 0.2
 """Crops that follow joints are at least this fraction of the centre crop's side (people down to about
 a sixth of the frame height): a few joints predicted close together must not zoom in on themselves."""
+REDETECT = 30
+"""Frames between detections while every person is tracked (0.6-1.2 s of video)."""
+SAME_PERSON = 0.6
+"""Two tracks whose person boxes overlap this much (IoU) have converged on one person: the newer is dropped."""
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no truth value: compare fields
@@ -49,6 +59,8 @@ class Crop:
 
     center: F64
     scale: float
+    id: int = 0
+    """The person this crop follows: ids are per stream, from 0, and not reused while the stream runs."""
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -61,21 +73,24 @@ class CropPolicy(ABC):
     """Where the network looks in each frame of one stream."""
 
     @abstractmethod
-    def crop(self, frame: Image) -> Crop:
-        """The crop for this frame (BGR, H x W x 3, or a video's 4:2:0 planes: see `preprocess.YUV420`;
-        both have `.shape`, and `PoseEstimator` takes either)."""
+    def crops(self, frame: Image) -> list[Crop]:
+        """This frame's crops, most confident person first; empty when no one is found. `frame` is BGR
+        (H x W x 3) or a video's 4:2:0 planes (see `preprocess.YUV420`); both have `.shape`."""
 
-    def update(self, keypoints: Keypoints, crop: Crop) -> None:
-        """The pose found in `crop`: (K, 3) x, y in frame pixels and confidence in [0, 1].
-        Policies that do not follow the person ignore it."""
+    def update(self, poses: Sequence[tuple[Keypoints, Crop]]) -> None:
+        """The poses found in a frame's crops: (K, 3) x, y in frame pixels and confidence in [0, 1], with the
+        crop each came from. Policies that do not follow people ignore them."""
+
+    def reset(self) -> None:
+        """The next frame is a new scene (the next image of a folder): forget everyone."""
 
 
 class CenterCrop(CropPolicy):
     """The centred person, the paper's test setting (see `api.center_crop`)."""
 
-    def crop(self, frame: Image) -> Crop:
+    def crops(self, frame: Image) -> list[Crop]:
         center, scale = center_crop(frame.shape[1], frame.shape[0])
-        return Crop(center, scale)
+        return [Crop(center, scale)]
 
 
 class FixedCrop(CropPolicy):
@@ -87,150 +102,225 @@ class FixedCrop(CropPolicy):
         center, scale = box_to_center_scale(box, margin)
         self._crop = Crop(center, float(scale))
 
-    def crop(self, frame: Image) -> Crop:
-        return self._crop
+    def crops(self, frame: Image) -> list[Crop]:
+        return [self._crop]
 
 
-def _person_crop(keypoints: Keypoints, min_conf: float, min_joints: int, margin: float) -> Crop | None:
-    """The crop `margin` x the extent of a confident pose, or None when fewer than `min_joints` joints
-    reach `min_conf`. The extent takes every joint at half that confidence or more: a limb the network
-    is unsure of (the feet, often) still lies about right, and leaving it out would zoom in on the
-    upper body until the legs are out of view."""
+def _confident(keypoints: Keypoints, min_conf: float, min_joints: int) -> F64 | None:
+    """The positions of a confident pose's joints (those at half `min_conf` or more: a limb the network is
+    unsure of, often the feet, still lies about right), or None when fewer than `min_joints` reach `min_conf`."""
     conf = keypoints[:, 2]
     if int(np.sum(conf >= min_conf)) < min_joints:
         return None
-    xy = keypoints[conf >= min_conf / 2, :2]
+    return np.asarray(keypoints[conf >= min_conf / 2, :2], dtype=np.float64)
+
+
+def _person_crop(keypoints: Keypoints, min_conf: float, min_joints: int, margin: float) -> Crop | None:
+    """The crop `margin` x the extent of a confident pose, or None when the pose is not confident."""
+    xy = _confident(keypoints, min_conf, min_joints)
+    if xy is None:
+        return None
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
     center, scale = box_to_center_scale([x0, y0, x1 - x0 + 1.0, y1 - y0 + 1.0], margin)
     return Crop(center, float(scale))
 
 
+def _detection_crop(box: npt.ArrayLike, person: int) -> Crop:
+    center, scale = pose_crop(np.asarray(box, dtype=np.float64)[:4])
+    return Crop(center, float(scale), person)
+
+
 class DetectCrop(CropPolicy):
-    """Finds the person anywhere in the frame, every `every` frames, and crops them at the training scale.
+    """The `people` most confident detections of every frame, each cropped as the pose model was trained
+    (`detect.pose_crop`). Ids follow people from one frame to the next by box overlap (`detect.match`);
+    `reset` (a new image) numbers them from 0 again."""
 
-    OpenCV 5 no longer ships the HOG people detector (it moved to opencv_contrib), and no detector
-    weights come with streampose, so the detector is the pose network itself: it scores every window
-    of a grid at two sizes (the centre crop's side and half of it, overlapping by half) by the
-    median confidence of the pose found there, then recentres the best window twice on that pose
-    as `TrackCrop` would (a crop 1.25 x its extent, the training scale). It finds people from about a
-    third of the frame height up to all of it. If the median confidence in the final crop is below
-    `min_score` there is no one: the last detected crop is kept, or before any, `fallback`
-    (default `CenterCrop`) is used.
+    def __init__(self, detector: Detector, people: int = 1) -> None:
+        if people < 1:
+            raise ValueError(f"people must be >= 1, got {people}")
+        self.detector, self.people = detector, people
+        self._ids = itertools.count()
+        self._last: list[tuple[int, F64]] = []
 
-    Cost: a network pass per window, 10 (+2) on a square frame, 17 on 16:9 and 31 on a 3:1
-    panorama: with hg2-lite on 2 CPU cores 0.1-0.4 s, so detect only `every` few frames, or
-    better, make this the fallback of a `TrackCrop`, which detects only when the person is lost.
-    `estimator` is the network that scans (default: the default model with PyTorch on the CPU,
-    loaded on first use).
-    """
+    def crops(self, frame: Image) -> list[Crop]:
+        boxes = self.detector(frame)[: self.people, :4].astype(np.float64)
+        previous = np.array([b for _, b in self._last]).reshape(-1, 4)
+        ids = {j: self._last[i][0] for i, j in match(previous, boxes)}
+        self._last = [(ids[j] if j in ids else next(self._ids), b) for j, b in enumerate(boxes)]
+        return [_detection_crop(b, person) for person, b in self._last]
 
-    def __init__(self, fallback: CropPolicy | None = None, every: int = 1, min_score: float = 0.3,
-                 estimator: PoseEstimator | None = None) -> None:
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.fallback = fallback or CenterCrop()
-        self.every, self.min_score = every, min_score
-        self._estimator = estimator
-        self._last: Crop | None = None
-        self._frames = 0
-
-    def crop(self, frame: Image) -> Crop:
-        if self._frames % self.every == 0:
-            self._last = self.detect(frame) or self._last
-        self._frames += 1
-        return self._last or self.fallback.crop(frame)
-
-    def detect(self, frame: Image) -> Crop | None:
-        """The crop of the most confident person in the frame, or None if there is none."""
-        if self._estimator is None:
-            self._estimator = PoseEstimator(backend="torch")
-        est = self._estimator
-        h, w = frame.shape[:2]
-        _, s0 = center_crop(w, h)
-        windows = [Crop(np.array([x, y]), s) for s in (s0, s0 / 2)
-                   for y in _steps(h, s * PIXELS_PER_SCALE) for x in _steps(w, s * PIXELS_PER_SCALE)]
-        poses = [p.keypoints for p in est.infer([est.prepare(frame, c.center, c.scale) for c in windows])]
-        scores = [float(np.median(kp[:, 2])) for kp in poses]
-        best = int(np.argmax(scores))
-        crop, kp = windows[best], poses[best]
-        for _ in range(2):
-            found = _person_crop(kp, MIN_CONF, MIN_JOINTS, 1.25)
-            if found is None:
-                break
-            crop = Crop(found.center, max(found.scale, s0 * MIN_SIZE))
-            kp = est.infer([est.prepare(frame, crop.center, crop.scale)])[0].keypoints
-        return crop if float(np.median(kp[:, 2])) >= self.min_score else None
+    def reset(self) -> None:
+        self._ids, self._last = itertools.count(), []
 
 
-def _steps(length: int, side: float) -> F64:
-    """Window centres along one axis: windows of `side` covering [0, length) with half-window overlap."""
-    if length <= side:
-        return np.array([(length - 1) / 2.0])
-    n = int(np.ceil((length - side) / (side / 2))) + 1
-    return np.linspace(side / 2 - 0.5, length - side / 2 - 0.5, n)
+@dataclass
+class _Track:
+    id: int
+    crop: Crop
+    box: F64
+    """The person box (as the detector draws it) from the latest detection or confident pose: what the next
+    detection is matched against."""
+    lost: bool = False
+    fresh: bool = True
+    """Placed by a detection and not yet confirmed by a pose: its first pose is taken without smoothing."""
 
 
 class TrackCrop(CropPolicy):
-    """Follows the person: each crop frames the last confident pose, smoothed over frames.
+    """Follows up to `people` people: each crop frames the person's last confident pose, smoothed over frames.
 
-    After a confident pose (`min_joints` joints at `min_conf` or more), the next crop is `margin` x the
-    longer side of the
-    pose's extent (head top to ankles, so 1.25 is the training scale), averaged with the current crop
-    (`smoothing` of the old plus the rest of the new, for centre and scale) so that jittery joints
-    do not shake it; the price is lag: a person moving v pixels a frame is followed about
-    v / (1 - smoothing) behind (twice v at 0.5), which at 25-60 fps is a few percent of the crop.
-    The crop is never smaller than `min_size` x the centre crop's side and its centre stays in the
-    frame. Without a confident pose the person is lost: `fallback` (default `CenterCrop`, or a
-    `DetectCrop` to find a person who is not in the centre) gives the crops until one is found again.
+    After a confident pose (`min_joints` joints at `min_conf` or more) the person's next crop is `margin` x
+    the longer side of the pose's extent (head top to ankles, so 1.25 is the training scale), averaged with
+    the current crop (`smoothing` of the old plus the rest of the new, for centre and scale) so that jittery
+    joints do not shake it; the price is lag: a person moving v pixels a frame is followed about
+    v / (1 - smoothing) behind (twice v at 0.5), which at 25-60 fps is a few percent of the crop. A crop is
+    never smaller than `min_size` x the centre crop's side and its centre stays in the frame.
+
+    With a `detector`, people are found by it: on the first frame, on the frame after one is lost (a pose
+    that is not confident), and every `redetect` frames while all are tracked, to catch a better candidate.
+    Detections are matched to the tracks by box overlap (`detect.match`): a matched person keeps their id and
+    is re-cropped on the detection; unmatched detections take the free places, best first, then tracks the
+    detector did not confirm keep what is left if their pose is confident (lost ones end). Without a detector
+    (`track`), one person is followed, and while there is none `fallback` (default `CenterCrop`) gives the crop.
     """
 
-    def __init__(self, fallback: CropPolicy | None = None, min_conf: float = MIN_CONF, min_joints: int = MIN_JOINTS,
+    def __init__(self, detector: Detector | None = None, people: int = 1, redetect: int = REDETECT,
+                 fallback: CropPolicy | None = None, min_conf: float = MIN_CONF, min_joints: int = MIN_JOINTS,
                  margin: float = 1.25, smoothing: float = 0.5, min_size: float = MIN_SIZE) -> None:
         if not 0 <= smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        if people < 1 or redetect < 1:
+            raise ValueError(f"people and redetect must be >= 1, got {people} and {redetect}")
+        if detector is None and people > 1:
+            raise ValueError("following several people needs the person detector (crop auto, detect or "
+                             "track+detect)")
+        self.detector, self.people, self.redetect = detector, people, redetect
         self.fallback = fallback or CenterCrop()
         self.min_conf, self.min_joints, self.margin = min_conf, min_joints, margin
         self.smoothing, self.min_size = smoothing, min_size
-        self._tracked: Crop | None = None
+        self._tracks: list[_Track] = []
+        self._ids = itertools.count()
+        self._since = 0
+        self.detections = 0
+        """Detector runs so far (for tests and benchmarks: tracking should make them rare)."""
 
-    def crop(self, frame: Image) -> Crop:
-        if self._tracked is None:
-            return self.fallback.crop(frame)
+    def crops(self, frame: Image) -> list[Crop]:
+        if self.detector is not None:
+            if not self._tracks or any(t.lost for t in self._tracks) or self._since >= self.redetect:
+                self._detect(frame)
+            self._since += 1
+        elif not self._tracks:
+            return self.fallback.crops(frame)
         h, w = frame.shape[:2]
-        center = np.clip(self._tracked.center, 0.0, [w - 1.0, h - 1.0])
-        return Crop(center, max(self._tracked.scale, self.min_size * center_crop(w, h)[1]))
+        least = self.min_size * center_crop(w, h)[1]
+        return [Crop(np.clip(t.crop.center, 0.0, [w - 1.0, h - 1.0]), max(t.crop.scale, least), t.id)
+                for t in self._tracks]
 
-    def update(self, keypoints: Keypoints, crop: Crop) -> None:
-        found = _person_crop(keypoints, self.min_conf, self.min_joints, self.margin)
-        if found is None or self._tracked is None:
-            self._tracked = found
-            return
-        k = self.smoothing
-        self._tracked = Crop(k * self._tracked.center + (1 - k) * found.center,
-                             k * self._tracked.scale + (1 - k) * found.scale)
+    def _detect(self, frame: Image) -> None:
+        assert self.detector is not None
+        self.detections += 1
+        self._since = 0
+        boxes = self.detector(frame)[:, :4].astype(np.float64)
+        pairs = dict(match(np.array([t.box for t in self._tracks]).reshape(-1, 4), boxes))
+        kept = [_Track(t.id, _detection_crop(boxes[pairs[i]], t.id), boxes[pairs[i]])
+                for i, t in enumerate(self._tracks) if i in pairs]
+        claimed = set(pairs.values())
+        free = [b for j, b in enumerate(boxes) if j not in claimed][: max(0, self.people - len(kept))]
+        found = [_Track(p, _detection_crop(b, p), b) for b, p in zip(free, self._ids, strict=False)]
+        # tracked but not detected: a confident track keeps a place that no detected person needs
+        spare = [t for i, t in enumerate(self._tracks) if i not in pairs and not t.lost]
+        self._tracks = (kept + found + spare)[: self.people]
+
+    def update(self, poses: Sequence[tuple[Keypoints, Crop]]) -> None:
+        by_id = {t.id: t for t in self._tracks}
+        for keypoints, crop in poses:
+            t = by_id.get(crop.id)
+            found = _person_crop(keypoints, self.min_conf, self.min_joints, self.margin)
+            if t is None:  # no detector: the fallback's crop found someone to follow
+                if found is not None and self.detector is None and not self._tracks:
+                    self._tracks.append(_Track(crop.id, found, self._box(keypoints), fresh=False))
+                continue
+            if found is None:
+                t.lost = True
+                if self.detector is None:
+                    self._tracks.remove(t)
+                continue
+            k = 0.0 if t.fresh or t.lost else self.smoothing
+            t.crop = Crop(k * t.crop.center + (1 - k) * found.center, k * t.crop.scale + (1 - k) * found.scale, t.id)
+            t.box, t.lost, t.fresh = self._box(keypoints), False, False
+        self._drop_duplicates()
+
+    def _box(self, keypoints: Keypoints) -> F64:
+        """The person box of a confident pose, as the detector would draw it."""
+        xy = _confident(keypoints, self.min_conf, self.min_joints)
+        box = None if xy is None else person_box(xy)
+        assert box is not None
+        return box
+
+    def _drop_duplicates(self) -> None:
+        """Two tracks on one person (their crops drifted together): keep the older."""
+        kept: list[_Track] = []
+        for t in self._tracks:
+            if all(iou(t.box, k.box)[0, 0] < SAME_PERSON for k in kept):
+                kept.append(t)
+        self._tracks = kept
+
+    def reset(self) -> None:
+        self._tracks, self._ids, self._since = [], itertools.count(), 0
 
 
 _NUMBER = r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*"
+KINDS = ("auto", "center", "track", "detect", "track+detect")
 
 
-def parse_crop(spec: str) -> Callable[[], CropPolicy]:
-    """A factory of fresh policies (one per stream) for a crop spec: `center`, `track` (from the
-    centre crop), `detect`, `track+detect` (track, finding the person by detection when lost) or
-    `x,y,w,h` (a person box in pixels)."""
+@dataclass(frozen=True)
+class CropSpec:
+    """A user's crop choice, checked; `policy` makes a fresh policy for one stream."""
+
+    kind: str
+    box: tuple[float, float, float, float] | None = None
+
+    @property
+    def needs_detector(self) -> bool:
+        return self.kind in ("auto", "detect", "track+detect")
+
+    def check(self, people: int) -> None:
+        """Refuse several people with a crop that follows one."""
+        if people > 1 and not self.needs_detector:
+            what = "a fixed box" if self.box is not None else self.kind
+            raise ValueError(f"--people {people} needs the person detector: use --crop auto, detect or track+detect, "
+                             f"not {what}")
+
+    def policy(self, scenes: bool, detector: Detector | None = None, people: int = 1,
+               redetect: int = REDETECT) -> CropPolicy:
+        """The policy for a stream whose frames are each a new scene (`scenes`: images) or a video. `auto`
+        detects on every image and tracks with the detector on videos."""
+        self.check(people)
+        if self.needs_detector and detector is None:
+            raise ValueError(f"crop {self.kind} needs the person detector")
+        if self.box is not None:
+            return FixedCrop(self.box)
+        if self.kind == "center":
+            return CenterCrop()
+        if self.kind == "track":
+            return TrackCrop()
+        assert detector is not None
+        if self.kind == "detect" or (self.kind == "auto" and scenes):
+            return DetectCrop(detector, people)
+        return TrackCrop(detector, people, redetect)
+
+
+def parse_crop(spec: str) -> CropSpec:
+    """`auto`, `center`, `track` (from the centre crop, no detector), `detect`, `track+detect` or `x,y,w,h`
+    (a person box in pixels)."""
     name = spec.strip().lower()
-    if name == "center":
-        return CenterCrop
-    if name == "track":
-        return TrackCrop
-    if name == "detect":
-        return DetectCrop
-    if name == "track+detect":
-        return lambda: TrackCrop(fallback=DetectCrop())
+    if name in KINDS:
+        return CropSpec(name)
     if re.fullmatch(rf"{_NUMBER}(?:,{_NUMBER})*", name):
         values = [float(v) for v in name.split(",")]
         if len(values) != 4:
             raise ValueError(f"a crop box is x,y,w,h (4 numbers), got {len(values)}: {spec!r}")
         box = (values[0], values[1], values[2], values[3])
         FixedCrop(box)  # validate now, not when the first stream starts
-        return lambda: FixedCrop(box)
-    raise ValueError(f"unknown crop {spec!r}: use center, track, detect or x,y,w,h (a person box in pixels)")
+        return CropSpec("box", box)
+    raise ValueError(f"unknown crop {spec!r}: use auto, center, track, detect, track+detect or x,y,w,h "
+                     "(a person box in pixels)")

@@ -23,6 +23,16 @@ _LIMIT = 1e6
 """Coordinates are clipped to +-this many pixels so a wild prediction cannot overflow OpenCV's ints."""
 BOX_COLOR = (200, 200, 200)
 HUD_FONT = cv2.FONT_HERSHEY_SIMPLEX
+PEOPLE_COLORS: tuple[tuple[int, int, int], ...] = (
+    (0, 200, 255), (255, 100, 50), (80, 220, 80), (200, 80, 255), (255, 220, 0), (0, 90, 255), (180, 180, 255),
+    (255, 0, 160),
+)
+"""BGR colours that tell people apart (by id, cycling), when a frame holds several."""
+
+
+def person_color(person: int) -> tuple[int, int, int]:
+    """The colour of a person id."""
+    return PEOPLE_COLORS[person % len(PEOPLE_COLORS)]
 
 
 def _fixed(x: float, y: float) -> tuple[int, int]:
@@ -30,8 +40,10 @@ def _fixed(x: float, y: float) -> tuple[int, int]:
 
 
 def draw_pose(image: npt.NDArray[np.uint8], keypoints: npt.NDArray[Any], joints: JointSet,
-              min_conf: float = 0.3, box: tuple[float, float, float, float] | None = None) -> None:
-    """Draw a skeleton: limbs in the joint set's edge colours, joints as dots, and the crop `box`.
+              min_conf: float = 0.3, box: tuple[float, float, float, float] | None = None,
+              color: tuple[int, int, int] | None = None, label: str | None = None) -> None:
+    """Draw a skeleton: limbs in the joint set's edge colours (or all in `color`, to tell people apart), joints
+    as dots, and the crop `box` with `label` (a person id) at its corner.
 
     Joints below `min_conf` (or with non-finite positions) are left out with their limbs; the
     others are drawn thinner and smaller the less confident they are, so doubtful parts read as
@@ -43,17 +55,23 @@ def draw_pose(image: npt.NDArray[np.uint8], keypoints: npt.NDArray[Any], joints:
     if box is not None:
         x, y, bw, bh = box
         if np.isfinite([x, y, bw, bh]).all():
-            cv2.rectangle(image, _fixed(x, y), _fixed(x + bw, y + bh), BOX_COLOR, max(1, base // 2), cv2.LINE_AA,
-                          SHIFT)
-    for (a, b), color in zip(joints.edges, joints.edge_colors, strict=True):
+            cv2.rectangle(image, _fixed(x, y), _fixed(x + bw, y + bh), color or BOX_COLOR, max(1, base // 2),
+                          cv2.LINE_AA, SHIFT)
+            if label:
+                scale = max(0.35, h / 1200)
+                at = (round(min(max(x, 0), w - 1)) + 2, round(min(max(y, 0), h - 1)) + round(22 * scale) + 2)
+                cv2.putText(image, label, at, HUD_FONT, scale, color or BOX_COLOR, max(1, round(scale * 1.5)),
+                            cv2.LINE_AA)
+    edge_colors = joints.edge_colors if color is None else (color,) * len(joints.edges)
+    for (a, b), c in zip(joints.edges, edge_colors, strict=True):
         if ok[a] and ok[b]:
             conf = min(kp[a, 2], kp[b, 2], 1.0)
-            cv2.line(image, _fixed(kp[a, 0], kp[a, 1]), _fixed(kp[b, 0], kp[b, 1]), color,
+            cv2.line(image, _fixed(kp[a, 0], kp[a, 1]), _fixed(kp[b, 0], kp[b, 1]), c,
                      max(1, round(base * (0.5 + conf))), cv2.LINE_AA, SHIFT)
-    for i, color in enumerate(joints.joint_colors):
+    for i, c in enumerate(joints.joint_colors):
         if ok[i]:
             radius = (1.5 * base + 1) * (0.5 + min(kp[i, 2], 1.0) / 2)
-            cv2.circle(image, _fixed(kp[i, 0], kp[i, 1]), round(radius * _ONE), color, -1, cv2.LINE_AA, SHIFT)
+            cv2.circle(image, _fixed(kp[i, 0], kp[i, 1]), round(radius * _ONE), c, -1, cv2.LINE_AA, SHIFT)
 
 
 def draw_hud(image: npt.NDArray[np.uint8], lines: Sequence[str]) -> None:

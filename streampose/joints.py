@@ -97,7 +97,11 @@ COCO17 = JointSet(
     flip=(0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15),
 )
 
-JOINT_SETS: dict[str, JointSet] = {s.name: s for s in (LSP14, MPII16, COCO17)}
+PERSON = JointSet(name="PERSON", names=("person",), edges=(), flip=(0,))
+"""A detector's classes, kept like a joint set: its one centre heatmap is the person's box centre
+(`HourglassConfig.head == "centernet"`), which a mirror leaves a person."""
+
+JOINT_SETS: dict[str, JointSet] = {s.name: s for s in (LSP14, MPII16, COCO17, PERSON)}
 
 # Joints that correspond across sets although their names differ. Joints with the same name
 # (the twelve limb joints everywhere, head_top in LSP and MPII) correspond as they are.

@@ -203,12 +203,14 @@ class VideoWriter:
 
 
 class KeypointWriter:
-    """Every pose to a file, one line each, in the format its suffix names:
+    """Every frame's poses to a file, in the format its suffix names:
 
-    - `.jsonl`: the wire map (`streampose.wire.to_map`, keypoints as nested lists) per line;
-      `-` writes these lines to stdout.
-    - `.csv`: stream, frame, pts, t_capture, score, then `<joint>_x, <joint>_y, <joint>_c` per
-      joint of the first pose's joint set (`j<i>` for sets streampose does not know); one set per file.
+    - `.jsonl`: the wire map (`streampose.wire.to_map`, v2: a line per frame with its `people`, keypoints as
+      nested lists); `-` writes these lines to stdout.
+    - `.csv`: a row per person: stream, frame, pts, t_capture, person (its id), score, then `<joint>_x,
+      <joint>_y, <joint>_c` per joint of the joint set (`j<i>` for sets streampose does not know); a frame where
+      no one was found gets one row with the person and every value empty, so every frame has its row. One
+      joint set per file.
 
     Lines are flushed as written, so a run that dies leaves every finished line readable."""
 
@@ -237,24 +239,27 @@ class KeypointWriter:
         if self._csv is None:
             self.file.write(json.dumps(to_map(msg, binary_kp=False), separators=(",", ":")) + "\n")
         else:
-            self._write_row(msg)
+            self._write_rows(msg)
         self.file.flush()
 
-    def _write_row(self, msg: PoseMessage) -> None:
-        kp = np.asarray(msg.kp, dtype=np.float32)
-        layout = (msg.joints, len(kp))
+    def _write_rows(self, msg: PoseMessage) -> None:
+        known = JOINT_SETS.get(msg.joints)
+        k = len(msg.people[0].kp) if msg.people else len(known) if known is not None else 0
+        layout = (msg.joints, k)
         if self._layout is None:
             self._layout = layout
-            known = JOINT_SETS.get(msg.joints)
-            names = known.names if known is not None and len(known) == len(kp) else [f"j{i}" for i in range(len(kp))]
-            self._csv.writerow(["stream", "frame", "pts", "t_capture", "score",
+            names = known.names if known is not None and len(known) == k else [f"j{i}" for i in range(k)]
+            self._csv.writerow(["stream", "frame", "pts", "t_capture", "person", "score",
                                 *(f"{n}_{c}" for n in names for c in "xyc")])
-        elif layout != self._layout:
-            raise OutputError(f"{self.path}: a CSV file holds one joint set, got {msg.joints} ({len(kp)} joints) "
+        elif msg.people and layout != self._layout:
+            raise OutputError(f"{self.path}: a CSV file holds one joint set, got {msg.joints} ({k} joints) "
                               f"after {self._layout[0]} ({self._layout[1]}); use .jsonl for mixed sets")
-        # str(np.float32) is the shortest text that reads back as the same float32
-        self._csv.writerow([msg.stream, msg.frame, msg.pts, msg.t_capture, msg.score,
-                            *(str(v) for v in kp.reshape(-1))])
+        head = [msg.stream, msg.frame, msg.pts, msg.t_capture]
+        if not msg.people:
+            self._csv.writerow([*head, "", "", *([""] * (3 * self._layout[1]))])
+        for p in msg.people:
+            # str(np.float32) is the shortest text that reads back as the same float32
+            self._csv.writerow([*head, p.id, p.score, *(str(v) for v in np.asarray(p.kp, np.float32).reshape(-1))])
 
     def close(self) -> None:
         """Close the file (stdout is only flushed). Safe to call twice."""

@@ -21,6 +21,8 @@ class Pose:
     score: float
     """Overall confidence: mean joint confidence."""
     joints: JointSet
+    id: int = 0
+    """Which person of the stream this is: ids follow people across frames (see `streampose.crop`)."""
 
     def __getitem__(self, joint: str) -> npt.NDArray[np.float32]:
         """A joint's (x, y, confidence) by name, e.g. pose["l_wrist"]."""

@@ -35,18 +35,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import numpy as np
 
 from streampose import models
 from streampose.api import PoseEstimator, Prepared
 from streampose.checkpoint import Checkpoint
-from streampose.crop import Crop, CropPolicy, parse_crop
+from streampose.crop import REDETECT, Crop, CropPolicy, parse_crop
+from streampose.detector import PersonDetector, open_detector
 from streampose.pose import Pose
+from streampose.results import Result, Sink, StreamEvent, StreamStats
 from streampose.smoothing import OneEuro
 from streampose.sources import Frame, Reconnect, Source, SourceError, SourceInfo, open_source
-from streampose.wire import PoseMessage
+
+__all__ = ["PoseStream", "Result", "Sink", "StreamEvent", "StreamStats"]
 
 POLL_S = 0.05  # how often blocked stages look at the stop flag
 JOIN_S = 0.5
@@ -54,106 +54,12 @@ JOIN_S = 0.5
 is left to end on its own (it closes its source), so Ctrl-C stops a run within a second."""
 
 
-@dataclass(frozen=True)
-class Result:
-    """One frame's pose, with the frame it came from."""
-
-    stream: str
-    frame: Frame
-    pose: Pose
-
-    def message(self, t_publish: float | None = None) -> PoseMessage:
-        """The wire-format message for this pose."""
-        w, h = self.frame.size
-        return PoseMessage(stream=self.stream, frame=self.frame.index, pts=self.frame.pts,
-                           t_capture=self.frame.t_capture, t_publish=time.time() if t_publish is None else t_publish,
-                           size=(w, h), joints=self.pose.joints.name, kp=self.pose.keypoints, box=self.pose.box,
-                           score=self.pose.score)
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """A stream's start, its end (`eos`) or the error that ended it, in order with its results; for
-    live streams also a lost connection being retried (`retry`) and its return (`recovered`)."""
-
-    stream: str
-    kind: Literal["start", "eos", "error", "retry", "recovered"]
-    info: SourceInfo
-    error: str | None = None
-    attempt: int = 0
-    """Which reopening this is (retry, recovered)."""
-    delay: float = 0.0
-    """Seconds until the reopening (retry)."""
-
-    @property
-    def final(self) -> bool:
-        """The stream's last event."""
-        return self.kind in ("eos", "error")
-
-
-class Sink:
-    """What happens to each pose: override what you need (DeepLabCut-Live's processor hook).
-
-    Sinks run in the consumer's thread, one call at a time, in stream order."""
-
-    def start(self, event: StreamEvent, stats: StreamStats) -> None:
-        """A stream begins; `event.info` has its size and rate where known."""
-
-    def pose(self, result: Result, stats: StreamStats) -> None:
-        """One frame's pose."""
-
-    def end(self, event: StreamEvent, stats: StreamStats) -> None:
-        """A stream ended (`eos`) or failed (`error`)."""
-
-    def notice(self, event: StreamEvent, stats: StreamStats) -> None:
-        """A live stream lost its connection and is being reopened (`retry`), or delivers again (`recovered`)."""
-
-    def close(self) -> None:
-        """Flush and release outputs; called once when the runtime stops, also after errors or Ctrl-C."""
-
-
-@dataclass
-class StreamStats:
-    """Counters of one stream, updated as it runs."""
-
-    stream: str
-    delivered: int = 0
-    dropped_inbox: int = 0
-    dropped_batch: int = 0
-    damaged: int = 0
-    """Packets of the input that could not be decoded and were skipped."""
-    reconnects: int = 0
-    """Times a live source was reopened after a failure."""
-    started: float = field(default_factory=time.time)
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
-    ended: bool = False
-    error: str | None = None
-
-    @property
-    def dropped(self) -> int:
-        """Live frames skipped as stale (always 0 for file sources)."""
-        return self.dropped_inbox + self.dropped_batch
-
-    @property
-    def fps(self) -> float:
-        return self.delivered / max(time.time() - self.started, 1e-9)
-
-    def latency_ms(self, q: float = 50.0) -> float:
-        """A percentile of the latency from capture to the sinks (publish) over recent frames, in ms."""
-        return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"frames": self.delivered, "dropped": self.dropped, "damaged": self.damaged,
-                "reconnects": self.reconnects, "fps": round(self.fps, 2),
-                "latency_ms_p50": round(self.latency_ms(50), 2), "latency_ms_p99": round(self.latency_ms(99), 2)}
-
-
 @dataclass
 class _Stream:
     id: str
     source: Source
     policy: CropPolicy
-    smoother: OneEuro | None
+    smooth: bool
     inbox: _Inbox
     stats: StreamStats
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -164,14 +70,18 @@ class _Stream:
     """The index the reader gives the next frame (a reopened source counts on from here)."""
     failures: int = 0
     """Reopenings since the source last delivered a frame (a source that fails at once keeps backing off)."""
+    smoothers: dict[int, OneEuro] = field(default_factory=dict)
+    """One filter per person followed (with `smooth`)."""
 
 
 @dataclass(frozen=True)
 class _Item:
+    """A frame with the crops of the people in it (none when no one was found), ready for the network."""
+
     stream: _Stream
     frame: Frame
-    crop: Crop
-    prepared: Prepared
+    crops: list[Crop]
+    prepared: list[Prepared]
 
 
 @dataclass(frozen=True)
@@ -222,11 +132,15 @@ class PoseStream:
     """Poses from one or more sources, as an iterator of `Result`s, with sinks called on the way.
 
     `sources`: paths, URLs or camera indices (see `open_source`); stream ids are `names` or
-    `s0`, `s1`, ... in the order given. `crop`: `track` (frame the last confident pose; the centred
-    person until there is one), `center`, `detect`, `track+detect` or `x,y,w,h` (see `streampose.crop`).
-    With `track`, a frame's crop uses the newest pose known when it is prepared, which in a batched
-    pipeline can be a few frames old (and vary a little between runs); `center` or a box are exactly
-    repeatable.
+    `s0`, `s1`, ... in the order given. `crop`: `auto` (the person detector on every image; on videos,
+    track each person's last confident pose and detect on the first frame, when one is lost and every
+    `redetect` frames), `detect` (detect on every frame), `track+detect` (track and detect, also on images),
+    `track` (no detector: follow the centred person), `center` or `x,y,w,h` (see `streampose.crop`). With
+    tracking, a frame's crop uses the newest pose known when it is prepared, which in a batched pipeline can
+    be a few frames old (and vary a little between runs); `center` or a box are exactly repeatable.
+    `people`: pose up to this many people a frame (the most confident detections, in one batch; ids follow
+    them across frames). `detector`: the detector model (name, checkpoint or engine) or an open
+    `PersonDetector` (the caller closes it), used where the crop needs one.
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
     `reconnect`: how cameras and network streams are reopened when they fail (None: they end there).
     A single source that cannot be opened raises `SourceError`; among several, it ends its own stream with
@@ -239,7 +153,10 @@ class PoseStream:
         model: Checkpoint | str | os.PathLike[str] = models.DEFAULT,
         backend: str = "auto",
         device: str = "cpu",
-        crop: str = "track",
+        crop: str = "auto",
+        people: int = 1,
+        detector: str | os.PathLike[str] | PersonDetector = models.DETECTOR,
+        redetect: int = REDETECT,
         max_batch: int = 4,
         max_wait_ms: float = 0.0,
         flip: bool = False,
@@ -261,37 +178,55 @@ class PoseStream:
             raise ValueError("no sources given")
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"need max_batch >= 1 and max_wait_ms >= 0, got {max_batch} and {max_wait_ms}")
+        if people < 1:
+            raise ValueError(f"people must be >= 1, got {people}")
         ids = list(names) if names is not None else [f"s{i}" for i in range(len(specs))]
         if len(ids) != len(specs) or len(set(ids)) != len(ids):
             raise ValueError(f"need {len(specs)} distinct stream names, got {ids}")
-        policy = parse_crop(crop)
+        crop_spec = parse_crop(crop)
+        crop_spec.check(people)
         self.sinks = list(sinks) + ([_CallbackSink(on_pose)] if on_pose else [])
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._streams: list[_Stream] = []
         self.reconnect = reconnect
         timeout = reconnect.timeout if reconnect else None
+        opened: list[Source] = []
+        self._owns_estimator = estimator is None
+        self._owns_detector = not isinstance(detector, PersonDetector)
+        self.detector: PersonDetector | None = None
         try:
-            for sid, spec in zip(ids, specs, strict=True):
+            for spec in specs:
                 try:
-                    src = open_source(spec, live) if timeout is None else open_source(spec, live, timeout)
+                    opened.append(open_source(spec, live) if timeout is None else open_source(spec, live, timeout))
                 except SourceError as e:
                     if len(specs) == 1:
                         raise
-                    src = _Unopenable(os.fspath(spec), e)
+                    opened.append(_Unopenable(os.fspath(spec), e))
+            if jobs is None:
+                jobs = 1 if any(src.info.live for src in opened) else 0
+            self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip, jobs=jobs)
+            if people > self.estimator.max_batch:
+                raise ValueError(f"--people {people} is more than the model's batch of {self.estimator.max_batch}")
+            if crop_spec.needs_detector:
+                self.detector = (detector if isinstance(detector, PersonDetector)
+                                 else open_detector(detector, backend=backend, device=device))
+            for sid, src in zip(ids, opened, strict=True):
                 stats = StreamStats(sid)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
-                self._streams.append(_Stream(sid, src, policy(), OneEuro() if smooth else None,
+                policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect)
+                self._streams.append(_Stream(sid, src, policy, smooth,
                                              _Inbox(self._cond, capacity, src.info.live, stats), stats))
-            self._owns_estimator = estimator is None
-            if jobs is None:
-                jobs = 1 if any(st.source.info.live for st in self._streams) else 0
-            self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip, jobs=jobs)
         except BaseException:
-            for s in self._streams:
-                s.source.close()
+            for src in opened:
+                src.close()
+            if self._owns_estimator and hasattr(self, "estimator"):
+                self.estimator.close()
+            if self._owns_detector and self.detector is not None:
+                self.detector.close()
             raise
-        self.max_batch = min(max_batch, self.estimator.max_batch)
+        # a frame's people go into one batch
+        self.max_batch = max(min(max_batch, self.estimator.max_batch), people)
         self.max_wait = max_wait_ms / 1e3
         self._prepared: queue.Queue[object] = queue.Queue(maxsize=self.max_batch)
         # submitted batches wait here for the collector; the backend's own limit on jobs in flight holds
@@ -376,6 +311,8 @@ class PoseStream:
                 errors.append(e)
         if self._owns_estimator:
             self.estimator.close()
+        if self._owns_detector and self.detector is not None:
+            self.detector.close()
         if errors:
             raise errors[0]
 
@@ -520,21 +457,21 @@ class PoseStream:
                 if item is _DONE:
                     return
                 continue
-            batch = [item]
+            batch, crops = [item], len(item.prepared)
             deadline = time.perf_counter() + self.max_wait
-            while len(batch) < self.max_batch:
+            while crops < self.max_batch:
                 remaining = deadline - time.perf_counter()
                 try:
                     nxt = self._prepared.get(timeout=remaining) if remaining > 0 else self._prepared.get_nowait()
                 except queue.Empty:
                     break
-                if not isinstance(nxt, _Item):
-                    pending = nxt  # an event or the end: run what we have first, keeping the order
+                if not isinstance(nxt, _Item) or crops + len(nxt.prepared) > self.max_batch:
+                    pending = nxt  # an event, the end, or a frame that does not fit: run what we have first
                     break
                 batch.append(nxt)
+                crops += len(nxt.prepared)
             batch = self._freshen(_newest_per_live_stream(batch))
-            if batch and not self._put(self._submitted,
-                                       _Submitted(batch, self.estimator.submit([it.prepared for it in batch]))):
+            if batch and not self._put(self._submitted, _Submitted(batch, self._submit(batch))):
                 return
 
     def _collect(self) -> None:
@@ -557,11 +494,20 @@ class PoseStream:
         except queue.Empty:
             return None
 
+    def _submit(self, batch: list[_Item]) -> Callable[[], list[Pose]]:
+        """Start the batch of every crop of these frames (frames where no one was found add none)."""
+        prepared = [p for it in batch for p in it.prepared]
+        if not prepared:
+            return list
+        return self.estimator.submit(prepared)
+
     def _prepare(self, s: _Stream, frame: Frame) -> _Item:
-        """The frame's crop (from its stream's policy) warped to the network input."""
+        """The frame's crops (from its stream's policy: a new scene for each image) warped to the network input."""
         with s.lock:
-            crop = s.policy.crop(frame.pixels)
-        return _Item(s, frame, crop, self.estimator.prepare(frame.pixels, crop.center, crop.scale))
+            if s.source.info.scenes:
+                s.policy.reset()
+            crops = s.policy.crops(frame.pixels)
+        return _Item(s, frame, crops, [self.estimator.prepare(frame.pixels, c.center, c.scale) for c in crops])
 
     def _freshen(self, batch: list[_Item]) -> list[_Item]:
         """Live streams: swap each frame for the newest one waiting in its inbox, and drop frames older
@@ -599,13 +545,17 @@ class PoseStream:
 
     def _results_of(self, submitted: _Submitted) -> list[Result]:
         out = []
-        for it, pose in zip(submitted.items, submitted.job(), strict=True):
+        poses = iter(submitted.job())
+        joints = self.estimator.joints
+        for it in submitted.items:
             s = it.stream
+            found = [dataclasses.replace(pose, id=crop.id) for crop, pose in zip(it.crops, poses, strict=False)]
             with s.lock:
-                s.policy.update(pose.keypoints, it.crop)
-            if s.smoother is not None:
-                pose = Pose(s.smoother(pose.keypoints, it.frame.pts), pose.box, pose.score, pose.joints)
-            out.append(Result(s.id, it.frame, pose))
+                s.policy.update([(p.keypoints, c) for p, c in zip(found, it.crops, strict=True)])
+            if s.smooth and not s.source.info.scenes:  # images are unrelated: nothing to smooth across
+                s.smoothers = {p.id: s.smoothers.get(p.id) or OneEuro() for p in found}  # who left is forgotten
+                found = [dataclasses.replace(p, keypoints=s.smoothers[p.id](p.keypoints, it.frame.pts)) for p in found]
+            out.append(Result(s.id, it.frame, tuple(found), joints))
         return out
 
 

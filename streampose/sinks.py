@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from streampose.draw import draw_hud, draw_pose
+from streampose.draw import draw_hud, draw_pose, person_color
 from streampose.outputs import KeypointWriter, VideoWriter, check_video_path, fit_video_size
 from streampose.publish import Publisher
 from streampose.runtime import Result, Sink, StreamEvent, StreamStats
@@ -25,7 +25,8 @@ from streampose.wire import ControlMessage
 
 
 class PublishSink(Sink):
-    """Keypoints over ZeroMQ (wire format v1), with start / eos / error and periodic stats on `ctl/<stream>`."""
+    """Keypoints over ZeroMQ (wire format v2: a message per frame, with its people), with start / eos / error and
+    periodic stats on `ctl/<stream>`."""
 
     def __init__(self, publisher: Publisher, stats_every: float = 1.0) -> None:
         self.publisher, self.stats_every = publisher, stats_every
@@ -73,7 +74,7 @@ class PublishSink(Sink):
 
 
 class KeypointSink(Sink):
-    """Every pose to one JSON-lines or CSV file (by suffix); rows carry their stream id."""
+    """Every frame's poses to one JSON-lines or CSV file (by suffix); rows carry their stream id and person."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.writer = KeypointWriter(path)
@@ -90,8 +91,9 @@ class VideoSink(Sink):
     with the input's timing and audio. Several streams write `NAME-<stream>.EXT`."""
 
     def __init__(self, path: str | os.PathLike[str], streams: int = 1, hud: bool = True,
-                 min_conf: float = 0.3) -> None:
+                 min_conf: float = 0.3, by_person: bool = False) -> None:
         self.path, self.multi, self.hud, self.min_conf = check_video_path(path), streams > 1, hud, min_conf
+        self.by_person = by_person
         self.writers: dict[str, VideoWriter] = {}
         self.sizes: dict[str, tuple[int, int]] = {}
         self.timed: dict[str, bool] = {}
@@ -124,7 +126,7 @@ class VideoSink(Sink):
         h, w = image.shape[:2]
         writer = self.writers.get(result.stream) or self._open(result.stream, w, h, None)
         size = self.sizes[result.stream]
-        canvas = render(result, stats if self.hud else None, self.min_conf)
+        canvas = render(result, stats if self.hud else None, self.min_conf, self.by_person)
         if (w, h) != size:  # image folders may mix sizes; the video keeps the first
             canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
         writer.write(canvas, result.frame.pts if self.timed[result.stream] else None)
@@ -144,14 +146,14 @@ class ShowSink(Sink):
     """A window per stream (needs an OpenCV build with a GUI, i.e. `opencv-python`, not `-headless`).
     `q` or Esc stops the run."""
 
-    def __init__(self, min_conf: float = 0.3) -> None:
+    def __init__(self, min_conf: float = 0.3, by_person: bool = False) -> None:
         if re.search(r"GUI:\s+NONE", cv2.getBuildInformation()):
             raise ValueError("--show needs OpenCV with a GUI: pip install opencv-python "
                              "(this one is opencv-python-headless); use --save out.mp4 instead")
-        self.min_conf = min_conf
+        self.min_conf, self.by_person = min_conf, by_person
 
     def pose(self, result: Result, stats: StreamStats) -> None:
-        cv2.imshow(f"streampose {result.stream}", render(result, stats, self.min_conf))
+        cv2.imshow(f"streampose {result.stream}", render(result, stats, self.min_conf, self.by_person))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             raise KeyboardInterrupt
 
@@ -196,10 +198,15 @@ class ProgressSink(Sink):
         self.bars.clear()
 
 
-def render(result: Result, stats: StreamStats | None, min_conf: float = 0.3) -> np.ndarray[Any, Any]:
-    """A copy of the frame with the skeleton, its crop box and (with `stats`) an fps / latency HUD."""
+def render(result: Result, stats: StreamStats | None, min_conf: float = 0.3, by_person: bool = False
+           ) -> np.ndarray[Any, Any]:
+    """A copy of the frame with the skeletons and their crop boxes and (with `stats`) an fps / latency HUD.
+    `by_person` (runs that pose several people): each person in the colour of its id, labelled with it;
+    otherwise limbs are coloured by the body's side."""
     canvas: np.ndarray[Any, Any] = result.frame.image.copy()
-    draw_pose(canvas, result.pose.keypoints, result.pose.joints, min_conf=min_conf, box=result.pose.box)
+    for pose in result.poses:
+        draw_pose(canvas, pose.keypoints, pose.joints, min_conf=min_conf, box=pose.box,
+                  color=person_color(pose.id) if by_person else None, label=f"#{pose.id}" if by_person else None)
     if stats is not None:
         draw_hud(canvas, [f"{stats.fps:.1f} fps", f"latency {stats.latency_ms():.0f} ms",
                           f"frame {result.frame.index}"])

@@ -94,6 +94,8 @@ class SourceInfo:
     """Frame count where the container says (0 / None: unknown)."""
     path: str | None = None
     """The media file, for copying its audio into a recording."""
+    scenes: bool = False
+    """Every frame is a scene of its own (images and folders of them): nobody is followed from one to the next."""
 
 
 class Source(ABC):
@@ -137,7 +139,7 @@ class ImageSource(Source):
             self.paths = [path]
         first = read_image(self.paths[0])
         self.info = SourceInfo(str(path), live=False, width=first.shape[1], height=first.shape[0],
-                               frames=len(self.paths))
+                               frames=len(self.paths), scenes=True)
 
     def __iter__(self) -> Iterator[Frame]:
         for i, p in enumerate(self.paths):

@@ -1,7 +1,10 @@
-"""The public keypoint wire format (DESIGN.md), version 1: message dataclasses and their encoding.
+"""The public keypoint wire format, version 2 (docs/WIRE.md; version 1 in DESIGN.md): message dataclasses and
+their encoding.
 
 A message is two ZeroMQ frames: the topic (`pose/<stream>` or `ctl/<stream>`, UTF-8) and a map,
-msgpack by default or JSON for consumers without msgpack. In msgpack the keypoints travel as raw
+msgpack by default or JSON for consumers without msgpack. Version 2 sends one message per frame with a
+list of `people` (id, keypoints, box, score), empty when no one was found; version 1 had one person's
+fields at the top level, and is still read (as a list of one). In msgpack the keypoints travel as raw
 little-endian float32 bytes (K, 3); in JSON as nested lists. Decoding validates every field, so a
 malformed or hostile message raises `WireError` instead of reaching the caller half-parsed. No
 pickle anywhere.
@@ -19,12 +22,18 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
+"""Schema versions `decode` accepts."""
 FORMATS = ("msgpack", "json")
 Format = Literal["msgpack", "json"]
 EVENTS = ("start", "eos", "error", "stats")
 POSE_PREFIX, CTL_PREFIX = "pose/", "ctl/"
 MAX_JOINTS = 1024
+MAX_PEOPLE = 256
+F32 = npt.NDArray[np.float32]
+NO_KEYPOINTS: F32 = np.zeros((0, 3), np.float32)
+NO_KEYPOINTS.flags.writeable = False
 
 
 class WireError(ValueError):
@@ -32,8 +41,23 @@ class WireError(ValueError):
 
 
 @dataclass(frozen=True)
+class Person:
+    """One person of a frame."""
+
+    id: int
+    """Follows the person across the stream's frames (from 0)."""
+    kp: F32
+    """(K, 3) float32: x, y in frame pixels, confidence 0..1."""
+    box: tuple[float, float, float, float]
+    """The crop the pose network saw, (x, y, w, h) in frame pixels."""
+    score: float
+    """Overall pose confidence (mean joint confidence)."""
+
+
+@dataclass(frozen=True)
 class PoseMessage:
-    """One person's keypoints in one frame, as published on `pose/<stream>`."""
+    """The people of one frame, as published on `pose/<stream>`: exactly one message per frame (files), with
+    an empty `people` where no one was found."""
 
     stream: str
     frame: int
@@ -47,16 +71,34 @@ class PoseMessage:
     """Frame (width, height) in pixels."""
     joints: str
     """Joint set name, e.g. LSP14."""
-    kp: npt.NDArray[np.float32]
-    """(K, 3) float32: x, y in frame pixels, confidence 0..1."""
-    box: tuple[float, float, float, float]
-    """The crop used, (x, y, w, h) in frame pixels."""
-    score: float
+    people: tuple[Person, ...] = ()
+    """Most confident first."""
     v: int = VERSION
+    """The schema version it was sent in."""
 
     @property
     def topic(self) -> str:
         return POSE_PREFIX + self.stream
+
+    @property
+    def person(self) -> Person | None:
+        """The most confident person, or None."""
+        return self.people[0] if self.people else None
+
+    @property
+    def kp(self) -> F32:
+        """The most confident person's keypoints (K, 3), as version 1 had them; (0, 3) when no one was found."""
+        return self.people[0].kp if self.people else NO_KEYPOINTS
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        """The most confident person's crop, or None."""
+        return self.people[0].box if self.people else None
+
+    @property
+    def score(self) -> float:
+        """The most confident person's score; 0 when no one was found."""
+        return self.people[0].score if self.people else 0.0
 
 
 @dataclass(frozen=True)
@@ -79,17 +121,22 @@ class ControlMessage:
 Message = PoseMessage | ControlMessage
 
 
+def _person_map(p: Person, binary_kp: bool) -> dict[str, Any]:
+    kp = np.asarray(p.kp, dtype="<f4")
+    return {"id": int(p.id), "kp": kp.tobytes() if binary_kp else [[float(v) for v in row] for row in kp],
+            "box": [float(v) for v in p.box], "score": float(p.score)}
+
+
 def to_map(msg: Message, binary_kp: bool = True) -> dict[str, Any]:
-    """The wire map of a message; keypoints as float32 LE bytes (`binary_kp`) or nested lists (JSON)."""
+    """The wire map of a message (always the current version); keypoints as float32 LE bytes (`binary_kp`)
+    or nested lists (JSON)."""
     if isinstance(msg, ControlMessage):
-        return {**msg.data, "v": msg.v, "stream": msg.stream, "event": msg.event}
-    kp = np.asarray(msg.kp, dtype="<f4")
+        return {**msg.data, "v": VERSION, "stream": msg.stream, "event": msg.event}
     return {
-        "v": msg.v, "stream": msg.stream, "frame": int(msg.frame), "pts": float(msg.pts),
+        "v": VERSION, "stream": msg.stream, "frame": int(msg.frame), "pts": float(msg.pts),
         "t_capture": float(msg.t_capture), "t_publish": float(msg.t_publish),
         "size": [int(msg.size[0]), int(msg.size[1])], "joints": msg.joints,
-        "kp": kp.tobytes() if binary_kp else [[float(v) for v in row] for row in kp],
-        "box": [float(v) for v in msg.box], "score": float(msg.score),
+        "people": [_person_map(p, binary_kp) for p in msg.people],
     }
 
 
@@ -123,14 +170,15 @@ def decode(parts: Sequence[bytes], max_bytes: int = 1 << 20) -> Message:
     if not isinstance(m, dict):
         raise WireError(f"payload is a {type(m).__name__}, not a map")
     version = m.get("v")
-    if version != VERSION:
-        raise WireError(f"unsupported schema version {version!r} (this library reads {VERSION})")
+    if version not in READS or isinstance(version, bool):
+        raise WireError(f"unsupported schema version {version!r} (this library reads {', '.join(map(str, READS))})")
     stream = _get(m, "stream", str)
     if topic.startswith(CTL_PREFIX):
         msg: Message = ControlMessage(stream=stream, event=_get(m, "event", str),
-                                      data={k: v for k, v in m.items() if k not in ("v", "stream", "event")})
+                                      data={k: v for k, v in m.items() if k not in ("v", "stream", "event")},
+                                      v=version)
     elif topic.startswith(POSE_PREFIX):
-        msg = _pose_from_map(m, stream)
+        msg = _pose_from_map(m, stream, version)
     else:
         raise WireError(f"topic {topic!r} is neither {POSE_PREFIX}<stream> nor {CTL_PREFIX}<stream>")
     if msg.topic != topic:
@@ -176,7 +224,38 @@ def _numbers(m: Mapping[str, Any], key: str, n: int) -> list[float]:
     return [float(v) for v in values]
 
 
-def _pose_from_map(m: Mapping[str, Any], stream: str) -> PoseMessage:
+def _pose_from_map(m: Mapping[str, Any], stream: str, version: int) -> PoseMessage:
+    frame = _get(m, "frame", int)
+    if frame < 0:
+        raise WireError("field 'frame' is negative")
+    size = _numbers(m, "size", 2)
+    people: tuple[Person, ...]
+    if version == 1:
+        people = (_person_from_map(m, 0),)
+    else:
+        raw = _get(m, "people", (list, tuple))
+        if len(raw) > MAX_PEOPLE:
+            raise WireError(f"field 'people' holds {len(raw)} people, more than {MAX_PEOPLE}")
+        people = tuple(_person_from_map(_map(p), None) for p in raw)
+    return PoseMessage(
+        stream=stream, frame=frame, pts=_number(m, "pts"), t_capture=_number(m, "t_capture"),
+        t_publish=_number(m, "t_publish"), size=(int(size[0]), int(size[1])), joints=_get(m, "joints", str),
+        people=people, v=version,
+    )
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise WireError(f"an entry of 'people' is a {type(value).__name__}, not a map")
+    return value
+
+
+def _person_from_map(m: Mapping[str, Any], person: int | None) -> Person:
+    """A person's fields (a v2 entry of `people`, or a v1 message's top level, whose person is 0)."""
+    if person is None:
+        person = _get(m, "id", int)
+        if person < 0:
+            raise WireError("field 'id' is negative")
     raw = _get(m, "kp", (bytes, list))
     if isinstance(raw, bytes):
         if len(raw) % 12 or not 0 < len(raw) // 12 <= MAX_JOINTS:
@@ -191,12 +270,5 @@ def _pose_from_map(m: Mapping[str, Any], stream: str) -> PoseMessage:
             raise WireError("field 'kp' must be a list of [x, y, confidence] numbers") from None
         if kp.shape != (len(raw), 3):
             raise WireError(f"field 'kp' must be (K, 3), got shape {kp.shape}")
-    frame = _get(m, "frame", int)
-    if frame < 0:
-        raise WireError("field 'frame' is negative")
-    size = _numbers(m, "size", 2)
-    return PoseMessage(
-        stream=stream, frame=frame, pts=_number(m, "pts"), t_capture=_number(m, "t_capture"),
-        t_publish=_number(m, "t_publish"), size=(int(size[0]), int(size[1])), joints=_get(m, "joints", str),
-        kp=kp, box=tuple(_numbers(m, "box", 4)), score=_number(m, "score"),  # type: ignore[arg-type]
-    )
+    box = _numbers(m, "box", 4)
+    return Person(id=person, kp=kp, box=(box[0], box[1], box[2], box[3]), score=_number(m, "score"))

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import pytest
 
 if TYPE_CHECKING:
     from engine.source import Source
+    from streampose.detector import PersonDetector
     from streampose.publish import Publisher
     from streampose.subscriber import Subscriber
 
@@ -56,6 +58,15 @@ def studio_clip(data: Path) -> Path:
 @pytest.fixture(scope="session")
 def basketball_clip(data: Path) -> Path:
     return shared_file(data, "video/basketball_240p.mp4")
+
+
+@pytest.fixture(scope="session")
+def person_detector() -> Iterator[PersonDetector]:
+    """The shipped person detector on the fastest backend here, shared: streams that find people borrow it."""
+    from streampose.detector import open_detector
+
+    with open_detector() as det:
+        yield det
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,34 @@ def test_run_on_image_prints_keypoints(messi: Path) -> None:
     r = sp("run", str(messi), "--untrained", "--json")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert len(rows) == 1 and rows[0]["joints"] == "LSP14" and len(rows[0]["kp"]) == 14
+    assert len(rows) == 1 and rows[0]["joints"] == "LSP14" and rows[0]["v"] == 2
+    assert len(rows[0]["people"]) == 1 and len(rows[0]["people"][0]["kp"]) == 14  # the detector found him
     assert "untrained" in r.stderr
+
+
+def test_run_on_an_image_without_anyone_says_so(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.full((480, 640, 3), 128, np.uint8))
+    r = sp("run", str(grey), "--publish", "none")
+    assert r.returncode == 0, r.stderr
+    assert "frame 0  no person found" in r.stdout
+    r = sp("run", str(grey), "--publish", "none", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["people"] == []
+
+
+@pytest.mark.parametrize(("content", "expect"), [(None, "neither a checkpoint file nor a model name"),
+                                                  (b"PK\x03\x04broken", "truncated or corrupt")])
+def test_a_missing_or_corrupt_detector_is_a_one_line_error(tmp_path: Path, messi: Path, content: bytes | None,
+                                                          expect: str) -> None:
+    det = tmp_path / "det.pt"
+    if content is not None:
+        det.write_bytes(content)
+    line = one_line_error(sp("run", str(messi), "--detector", str(det)))
+    assert expect in line and line.startswith("streampose run: error:")
+    assert "not a person detector" in one_line_error(sp("run", str(messi), "--detector", "hg2-lite"))
 
 
 def test_run_on_video(studio_clip: Path) -> None:
@@ -104,4 +130,5 @@ def test_run_saves_video_and_keypoints_for_every_frame(studio_clip: Path, tmp_pa
     assert max(abs(a - b) for a, b in zip(times_in, times_out, strict=True)) < 1e-3
     rows = [json.loads(line) for line in kp.read_text().splitlines()]
     assert [row["frame"] for row in rows] == list(range(399))
-    assert all(len(row["kp"]) == 14 and row["joints"] == "LSP14" for row in rows)
+    assert all(row["joints"] == "LSP14" and all(len(p["kp"]) == 14 for p in row["people"]) for row in rows)
+    assert sum(len(row["people"]) == 1 for row in rows) >= 0.95 * 399  # found and followed

@@ -1,5 +1,6 @@
-"""Crop policies: their geometry on synthetic poses, and on real clips with the shipped model, that
-`track` follows a person who is not centred and `detect` finds one anywhere in the frame."""
+"""Crop policies: their geometry on synthetic poses, tracking and person ids with scripted detections, and on
+real clips with the shipped models, that tracking follows a person who is not centred and the detector finds
+one anywhere in the frame, and no one where there is no one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,18 @@ import pytest
 
 import streampose
 from streampose.api import center_crop
-from streampose.crop import MIN_SIZE, CenterCrop, Crop, CropPolicy, DetectCrop, FixedCrop, TrackCrop, parse_crop
+from streampose.crop import (
+    MIN_SIZE,
+    CenterCrop,
+    Crop,
+    CropPolicy,
+    DetectCrop,
+    FixedCrop,
+    TrackCrop,
+    parse_crop,
+)
+from streampose.detect import PERSON_MARGIN
+from streampose.detector import PersonDetector, open_detector
 from streampose.geometry import PIXELS_PER_SCALE
 
 Image = npt.NDArray[np.uint8]
@@ -39,18 +51,29 @@ def joints(x0: float, y0: float, x1: float, y1: float, conf: float = 0.9, k: int
     return kp
 
 
+def one(policy: CropPolicy, frame: Image) -> Crop:
+    """The policy's only crop for this frame."""
+    crops = policy.crops(frame)
+    assert len(crops) == 1, crops
+    return crops[0]
+
+
+def hear(policy: CropPolicy, kp: npt.NDArray[np.float32], crop: Crop) -> None:
+    policy.update([(kp, crop)])
+
+
 # --- geometry ------------------------------------------------------------------------------------
 def test_center_crop_is_the_papers_centred_person() -> None:
     for w, h in [(640, 480), (480, 640), (1000, 1002)]:
-        crop = CenterCrop().crop(blank(w, h))
+        crop = one(CenterCrop(), blank(w, h))
         center, scale = center_crop(w, h)
         np.testing.assert_array_equal(crop.center, center)
         assert crop.scale == scale
 
 
 def test_fixed_crop_box_round_trip() -> None:
-    assert FixedCrop((10, 20, 100, 100), margin=1.0).crop(blank()).box == pytest.approx((10, 20, 100, 100))
-    crop = FixedCrop((10, 20, 80, 160)).crop(blank())  # the square 1.25 x the longer side, same centre
+    assert one(FixedCrop((10, 20, 100, 100), margin=1.0), blank()).box == pytest.approx((10, 20, 100, 100))
+    crop = one(FixedCrop((10, 20, 80, 160)), blank())  # the square 1.25 x the longer side, same centre
     np.testing.assert_allclose(crop.center, (10 + 79 / 2, 20 + 159 / 2))
     assert crop.scale * PIXELS_PER_SCALE == pytest.approx(200.0)
     x, _, w, h = crop.box
@@ -63,21 +86,48 @@ def test_fixed_crop_needs_a_real_box(box: tuple[float, float, float, float]) -> 
         FixedCrop(box)
 
 
+class Scripted:
+    """Stands in for the detector network where a test scripts what it finds: boxes (x, y, w, h, score) per call,
+    the last repeated."""
+
+    def __init__(self, *frames: list[tuple[float, float, float, float, float]]) -> None:
+        self.frames, self.calls = list(frames), 0
+
+    def __call__(self, frame: Image) -> npt.NDArray[np.float32]:
+        boxes = self.frames[min(self.calls, len(self.frames) - 1)]
+        self.calls += 1
+        return np.array(boxes, np.float32).reshape(-1, 5)
+
+
 def test_parse_crop_makes_a_fresh_policy_per_stream() -> None:
-    assert isinstance(parse_crop("center")(), CenterCrop)
-    track = parse_crop("track")()
-    assert isinstance(track, TrackCrop) and isinstance(track.fallback, CenterCrop)
-    assert isinstance(parse_crop("detect")(), DetectCrop)
-    both = parse_crop(" Track+Detect ")()
-    assert isinstance(both, TrackCrop) and isinstance(both.fallback, DetectCrop)
+    det = Scripted([])
+    assert isinstance(parse_crop("center").policy(False), CenterCrop)
+    track = parse_crop("track").policy(False)
+    assert isinstance(track, TrackCrop) and track.detector is None and isinstance(track.fallback, CenterCrop)
+    auto = parse_crop("auto")
+    assert isinstance(auto.policy(True, det), DetectCrop)  # images: each a new scene
+    video = auto.policy(False, det, people=2)
+    assert isinstance(video, TrackCrop) and video.detector is det and video.people == 2
+    assert isinstance(parse_crop("detect").policy(False, det), DetectCrop)
+    both = parse_crop(" Track+Detect ").policy(True, det)
+    assert isinstance(both, TrackCrop) and both.detector is det
     fixed = parse_crop("200, 40, 120, 250")
-    assert isinstance(fixed(), FixedCrop) and fixed() is not fixed()
-    np.testing.assert_allclose(fixed().crop(blank()).center, (200 + 119 / 2, 40 + 249 / 2))
-    assert parse_crop("track")() is not parse_crop("track")()
+    assert isinstance(fixed.policy(False), FixedCrop) and fixed.policy(False) is not fixed.policy(False)
+    np.testing.assert_allclose(one(fixed.policy(False), blank()).center, (200 + 119 / 2, 40 + 249 / 2))
+    assert track is not parse_crop("track").policy(False)
+    assert not parse_crop("center").needs_detector and auto.needs_detector
+
+
+@pytest.mark.parametrize("spec", ["center", "track", "1,2,3,4"])
+def test_several_people_need_the_detector(spec: str) -> None:
+    with pytest.raises(ValueError, match="--people 2 needs the person detector"):
+        parse_crop(spec).policy(False, Scripted([]), people=2)
+    with pytest.raises(ValueError, match="needs the person detector"):
+        parse_crop("auto").policy(False, None)
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("foo", r"unknown crop 'foo': use center, track, detect or x,y,w,h \(a person box in pixels\)"),
+    ("foo", r"unknown crop 'foo': use auto, center, track, detect, track\+detect or x,y,w,h \(a person box"),
     ("", "unknown crop ''"),
     ("1,2,3", r"x,y,w,h \(4 numbers\), got 3"),
     ("1,2,3,4,5", r"x,y,w,h \(4 numbers\), got 5"),
@@ -92,41 +142,41 @@ def test_parse_crop_rejects_bad_specs(spec: str, message: str) -> None:
 
 def test_track_centres_on_a_confident_pose_and_smooths() -> None:
     track, frame = TrackCrop(), blank()
-    first = track.crop(frame)
+    first = one(track, frame)
     np.testing.assert_allclose(first.center, center_crop(640, 480)[0])  # nothing heard yet: the centre
-    track.update(joints(100, 50, 200, 350), first)
-    crop = track.crop(frame)  # the first confident pose is taken as is
+    hear(track, joints(100, 50, 200, 350), first)
+    crop = one(track, frame)  # the first confident pose is taken as is
     np.testing.assert_allclose(crop.center, (150.0, 200.0))
     assert crop.scale * PIXELS_PER_SCALE == pytest.approx(1.25 * 301)
-    track.update(joints(140, 50, 240, 350), crop)  # moved 40 px right: half way there (smoothing 0.5)
-    moved = track.crop(frame)
+    hear(track, joints(140, 50, 240, 350), crop)  # moved 40 px right: half way there (smoothing 0.5)
+    moved = one(track, frame)
     np.testing.assert_allclose(moved.center, (170.0, 200.0))
     assert moved.scale == pytest.approx(crop.scale)
-    np.testing.assert_allclose(track.crop(frame).center, moved.center)  # until the next pose: the same crop
+    np.testing.assert_allclose(one(track, frame).center, moved.center)  # until the next pose: the same crop
 
 
 def test_track_falls_back_to_the_centre_when_the_pose_is_not_confident() -> None:
     track, frame = TrackCrop(), blank()
-    track.update(joints(100, 50, 200, 350), track.crop(frame))
+    hear(track, joints(100, 50, 200, 350), one(track, frame))
     kp = joints(100, 50, 200, 350, conf=0.9)
     kp[5:, 2] = 0.05  # 5 confident joints: fewer than 6
-    track.update(kp, track.crop(frame))
-    crop = track.crop(frame)
+    hear(track, kp, one(track, frame))
+    crop = one(track, frame)
     center, scale = center_crop(640, 480)
     np.testing.assert_allclose(crop.center, center)
     assert crop.scale == scale
-    track.update(joints(400, 50, 500, 350), crop)  # found again: tracking restarts without smoothing
-    np.testing.assert_allclose(track.crop(frame).center, (450.0, 200.0))
+    hear(track, joints(400, 50, 500, 350), crop)  # found again: tracking restarts without smoothing
+    np.testing.assert_allclose(one(track, frame).center, (450.0, 200.0))
 
 
 def test_track_keeps_the_crop_in_the_frame_and_not_tiny() -> None:
     track, frame = TrackCrop(), blank()
-    track.update(joints(-300, -200, -250, -150), track.crop(frame))  # a pose beyond the top-left corner
-    crop = track.crop(frame)
+    hear(track, joints(-300, -200, -250, -150), one(track, frame))  # a pose beyond the top-left corner
+    crop = one(track, frame)
     np.testing.assert_allclose(crop.center, (0.0, 0.0))
     track = TrackCrop()
-    track.update(joints(300, 200, 305, 204), track.crop(frame))  # joints bunched in a few pixels
-    assert track.crop(frame).scale == pytest.approx(MIN_SIZE * center_crop(640, 480)[1])
+    hear(track, joints(300, 200, 305, 204), one(track, frame))  # joints bunched in a few pixels
+    assert one(track, frame).scale == pytest.approx(MIN_SIZE * center_crop(640, 480)[1])
 
 
 def test_track_frames_unsure_limbs_too() -> None:
@@ -134,16 +184,114 @@ def test_track_frames_unsure_limbs_too() -> None:
     track, frame = TrackCrop(), blank()
     kp = joints(100, 50, 200, 250)  # confident: head to hips
     kp[0] = (150.0, 450.0, 0.12)  # an ankle, unsure
-    track.update(kp, track.crop(frame))
-    crop = track.crop(frame)
+    hear(track, kp, one(track, frame))
+    crop = one(track, frame)
     assert crop.box[1] + crop.box[3] > 450
 
 
-# --- real frames with the shipped model ----------------------------------------------------------
+
+
+def person(x: float, y: float, w: float = 100, h: float = 300, score: float = 0.9
+           ) -> tuple[float, float, float, float, float]:
+    return (x, y, w, h, score)
+
+
+def pose_in(box: tuple[float, float, float, float, float], conf: float = 0.9) -> npt.NDArray[np.float32]:
+    """The confident pose that fills a person box (its joints inside the box's margin)."""
+    x, y, w, h = box[:4]
+    pad = PERSON_MARGIN / (1 + 2 * PERSON_MARGIN) * max(w, h)
+    return joints(x + pad, y + pad, x + w - 1 - pad, y + h - 1 - pad, conf)
+
+
+def test_track_detects_first_then_follows_the_pose() -> None:
+    det = Scripted([person(100, 50)])
+    track, frame = TrackCrop(det, redetect=5), blank()
+    crop = one(track, frame)
+    assert det.calls == 1 and crop.id == 0
+    assert 0.9 < crop.scale * PIXELS_PER_SCALE / (1.25 * 300 / (1 + 2 * PERSON_MARGIN)) < 1.1
+    for _ in range(3):  # confident poses: tracked, not detected again
+        hear(track, pose_in(person(120, 50)), crop)
+        crop = one(track, frame)
+    assert det.calls == 1 and crop.center[0] > 150 + 10
+    kp = pose_in(person(120, 50))
+    kp[:, 2] = 0.05  # lost: the next frame detects
+    hear(track, kp, crop)
+    one(track, frame)
+    assert det.calls == 2
+
+
+def test_track_redetects_every_n_frames_and_keeps_ids() -> None:
+    det = Scripted([person(100, 50)])
+    track, frame = TrackCrop(det, redetect=3), blank()
+    ids = []
+    for _ in range(7):
+        crop = one(track, frame)
+        ids.append(crop.id)
+        hear(track, pose_in(person(100, 50)), crop)
+    assert det.calls == 3  # frames 0, 3 and 6
+    assert set(ids) == {0}  # the detection matches the tracked person: the same id
+
+
+def test_track_gives_a_new_id_to_a_new_person_and_drops_the_lost() -> None:
+    det = Scripted([person(100, 50)], [person(400, 50)])
+    track, frame = TrackCrop(det), blank()
+    crop = one(track, frame)
+    kp = pose_in(person(100, 50))
+    kp[:, 2] = 0.0  # the person left
+    hear(track, kp, crop)
+    other = one(track, frame)  # detected again: someone else, elsewhere
+    assert other.id == 1 and other.center[0] > 400
+
+
+def test_track_several_people_with_their_own_ids() -> None:
+    a, b, c = person(50, 50), person(300, 60), person(500, 40, score=0.5)
+    det = Scripted([a, b, c], [b, a, c])
+    track, frame = TrackCrop(det, people=2, redetect=2), blank()
+    crops = track.crops(frame)
+    assert [c_.id for c_ in crops] == [0, 1] and crops[0].center[0] < crops[1].center[0]
+    track.update([(pose_in(a), crops[0]), (pose_in(b), crops[1])])
+    crops = track.crops(frame)
+    track.update([(pose_in(a), crops[0]), (pose_in(b), crops[1])])
+    crops = track.crops(frame)  # redetected, in the other order: ids stay with the people
+    assert det.calls == 2
+    by_id = {c_.id: c_.center[0] for c_ in crops}
+    assert set(by_id) == {0, 1} and by_id[0] < by_id[1]
+
+
+def test_track_drops_a_track_that_converged_on_another() -> None:
+    a, b = person(50, 50), person(300, 60)
+    det = Scripted([a, b])
+    track, frame = TrackCrop(det, people=2, redetect=100), blank()
+    crops = track.crops(frame)
+    track.update([(pose_in(a), crops[0]), (pose_in(a), crops[1])])  # both crops found the same person
+    assert [c_.id for c_ in track.crops(frame)] == [0] and det.calls == 1
+    track.update([(pose_in(a), one(track, frame))])
+
+
+def test_detect_crop_ids_follow_overlap_and_restart_on_reset() -> None:
+    a, b = person(50, 50), person(300, 60)
+    det = Scripted([a, b], [b, a], [person(600, 60)])
+    policy, frame = DetectCrop(det, people=2), blank()
+    first = policy.crops(frame)
+    second = policy.crops(frame)
+    assert [c.id for c in first] == [0, 1] and [c.id for c in second] == [1, 0]
+    assert [c.id for c in policy.crops(frame)] == [2]  # no overlap with anyone before: new
+    policy.reset()
+    assert [c.id for c in policy.crops(frame)] == [0]
+    assert DetectCrop(Scripted([]), people=1).crops(frame) == []  # no one: no crop
+
+
+# --- real frames with the shipped models ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def estimator() -> Iterator[streampose.PoseEstimator]:
     with streampose.PoseEstimator("hg2-lite", backend="torch") as est:
         yield est
+
+
+@pytest.fixture(scope="module")
+def detector() -> Iterator[PersonDetector]:
+    with open_detector(backend="torch") as det:
+        yield det
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +316,12 @@ def person_at(x: int) -> npt.NDArray[np.float64]:
 
 def follow(policy: CropPolicy, frames: Sequence[Image],
            est: streampose.PoseEstimator) -> tuple[list[Crop], npt.NDArray[np.float32]]:
-    """Run a clip through a policy as the runtime does: crop, estimate, report the pose back."""
+    """Run a clip through a one-person policy as the runtime does: crop, estimate, report the pose back."""
     crops, poses = [], []
     for frame in frames:
-        crop = policy.crop(frame)
+        crop = one(policy, frame)
         pose = est.infer([est.prepare(frame, crop.center, crop.scale)])[0]
-        policy.update(pose.keypoints, crop)
+        hear(policy, pose.keypoints, crop)
         crops.append(crop)
         poses.append(pose.keypoints)
     return crops, np.stack(poses)
@@ -184,75 +332,64 @@ def errors(crops: Sequence[Crop], where: npt.NDArray[np.float64]) -> npt.NDArray
     return np.array([np.linalg.norm(c.center - w) for c, w in zip(crops, where, strict=True)])
 
 
-class CountingDetect(DetectCrop):
-    """DetectCrop that counts its (costly) scans."""
-
-    scans = 0
-
-    def detect(self, frame: Image) -> Crop | None:
-        self.scans += 1
-        return super().detect(frame)
-
-
-def test_track_follows_the_off_centre_person_in_a_real_clip(studio: list[Image],
-                                                           estimator: streampose.PoseEstimator) -> None:
-    """The studio clip as it is: the person is 250 px left of the centre and a third of the centre
-    crop tall, so the centred network input is poor; `track` zooms in on them and stays."""
+def test_track_follows_the_off_centre_person_in_a_real_clip(studio: list[Image], estimator: streampose.PoseEstimator,
+                                                           detector: PersonDetector) -> None:
+    """The studio clip as it is: the person is 250 px left of the centre and a third of the centre crop tall,
+    so the centred network input is poor. Without a detector `track` zooms in within a few frames; with it
+    the person is framed from the first frame."""
     where = np.broadcast_to(PERSON, (len(studio), 2))
     center_crops, center_kp = follow(CenterCrop(), studio, estimator)
-    crops, kp = follow(TrackCrop(), studio, estimator)
-    assert errors(center_crops, where).min() > 200
-    err, conf = errors(crops, where), np.median(kp[..., 2], axis=1)
-    assert (err[10:] < 0.1 * HEIGHT).all(), err.round()  # settled within 10 frames (0.2 s)
-    assert (conf[4:] > 0.5).all() and np.median(center_kp[..., 2]) < 0.3, (conf, np.median(center_kp[..., 2]))  # 0.08 s
-    side = np.array([c.scale for c in crops[10:]]) * PIXELS_PER_SCALE
-    assert (abs(side / HEIGHT - 1.15) < 0.2).all(), side  # about the training scale (1.25 x the joints' extent)
-    # the confident keypoints are on the person
-    x0, y0, x1, y1 = PERSON_BOX
-    sure = kp[3:][kp[3:, :, 2] > 0.3]
-    assert ((sure[:, 0] > x0) & (sure[:, 0] < x1) & (sure[:, 1] > y0) & (sure[:, 1] < y1)).all()
+    assert errors(center_crops, where).min() > 200 and np.median(center_kp[..., 2]) < 0.3
+    for policy, settle in ((TrackCrop(), 10), (TrackCrop(detector), 0)):
+        crops, kp = follow(policy, studio, estimator)
+        err, conf = errors(crops, where), np.median(kp[..., 2], axis=1)
+        assert (err[settle:] < 0.1 * HEIGHT).all(), err.round()
+        assert (conf[max(settle - 6, 0):] > 0.5).all(), conf
+        side = np.array([c.scale for c in crops[settle:]]) * PIXELS_PER_SCALE
+        assert (abs(side / HEIGHT - 1.15) < 0.25).all(), side  # about the training scale (1.25 x the extent)
+        # the confident keypoints are on the person
+        x0, y0, x1, y1 = PERSON_BOX
+        sure = kp[settle + 3:][kp[settle + 3:, :, 2] > 0.3]
+        assert ((sure[:, 0] > x0) & (sure[:, 0] < x1) & (sure[:, 1] > y0) & (sure[:, 1] < y1)).all()
 
 
-def test_detect_finds_a_person_anywhere(studio: list[Image], estimator: streampose.PoseEstimator) -> None:
-    """The person on the right of a 3000 px wide frame, far outside the centre crop."""
+def test_the_detector_finds_a_person_anywhere_and_no_one_in_grey(studio: list[Image],
+                                                                 detector: PersonDetector) -> None:
+    """The person on the right of a 3000 px wide frame (29 px tall in the detector's input), far outside the
+    centre crop; a grey frame holds no one."""
     canvas = paste(studio[0], 2000)
-    detect = DetectCrop(estimator=estimator)
-    crop = detect.crop(canvas)
+    crop = one(DetectCrop(detector), canvas)
     assert np.linalg.norm(crop.center - person_at(2000)) < 0.1 * HEIGHT
     assert 0.9 < crop.scale * PIXELS_PER_SCALE / HEIGHT < 1.6
-    assert np.linalg.norm(CenterCrop().crop(canvas).center - person_at(2000)) > 800
-    # no one there: the last detection stays
-    grey = np.full_like(canvas, 128)
-    assert detect.detect(grey) is None
-    np.testing.assert_array_equal(detect.crop(grey).center, crop.center)
-    # before any detection: the fallback
-    np.testing.assert_allclose(DetectCrop(estimator=estimator).crop(grey).center, center_crop(CANVAS_W, 1002)[0])
+    assert np.linalg.norm(one(CenterCrop(), canvas).center - person_at(2000)) > 800
+    assert DetectCrop(detector).crops(np.full_like(canvas, 128)) == []
 
 
-def test_track_with_detect_finds_a_person_at_the_edge(studio: list[Image],
-                                                      estimator: streampose.PoseEstimator) -> None:
+def test_track_with_the_detector_finds_a_person_at_the_edge_once(studio: list[Image], detector: PersonDetector,
+                                                                 estimator: streampose.PoseEstimator) -> None:
     frames = [paste(f, 2000) for f in studio]
     where = np.broadcast_to(person_at(2000), (len(frames), 2))
     for lost in (CenterCrop(), TrackCrop()):  # the centre crop sees grey canvas only: nothing to track
         crops, kp = follow(lost, frames, estimator)
         assert np.median(kp[..., 2]) < 0.1 and errors(crops, where).min() > 800
-    detect = CountingDetect(estimator=estimator)
-    crops, kp = follow(TrackCrop(fallback=detect), frames, estimator)
+    track = TrackCrop(detector)
+    crops, kp = follow(track, frames, estimator)
     assert (errors(crops, where) < 0.1 * HEIGHT).all()
     assert (np.median(kp[..., 2], axis=1) > 0.5).all()
-    assert detect.scans == 1  # found once, then tracked
+    assert track.detections == 1  # found once, then tracked
 
 
-def test_track_follows_a_moving_person(studio: list[Image], estimator: streampose.PoseEstimator) -> None:
+def test_track_follows_a_moving_person(studio: list[Image], estimator: streampose.PoseEstimator,
+                                       detector: PersonDetector) -> None:
     """The person moving right at 20 px a frame (1000 px/s at 50 fps, a run), starting off-centre."""
     offsets = [600 + 20 * i for i in range(len(studio))]
     frames = [paste(f, x) for f, x in zip(studio, offsets, strict=True)]
     where = np.array([person_at(x) for x in offsets])
-    detect = CountingDetect(estimator=estimator)
-    crops, kp = follow(TrackCrop(fallback=detect), frames, estimator)
+    track = TrackCrop(detector)
+    crops, kp = follow(track, frames, estimator)
     err = errors(crops, where)
     # smoothing lags: ~3 frames of motion behind (~60 px), a sixth of the crop
     assert (err < 0.25 * HEIGHT).all(), err.round()
     assert (np.median(kp[..., 2], axis=1) > 0.5).all()
-    assert detect.scans == 1
+    assert track.detections == 1
     assert crops[-1].center[0] - crops[0].center[0] > 0.8 * (offsets[-1] - offsets[0])

@@ -17,17 +17,20 @@ from hypothesis import strategies as st
 
 from streampose.cli import build_parser
 from streampose.subscriber import Subscriber
-from streampose.wire import ControlMessage, Message, PoseMessage, WireError, decode, encode
+from streampose.wire import ControlMessage, Message, Person, PoseMessage, WireError, decode, encode
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
+people = st.builds(
+    lambda person, k, xs, box, score: Person(person, np.resize(np.asarray(xs, np.float32), (k, 3)), box, score),
+    st.integers(0, 2**31), st.integers(1, 20), st.lists(finite, min_size=1, max_size=60),
+    st.tuples(finite, finite, finite, finite), finite)
 poses = st.builds(
-    lambda stream, frame, k, xs, box, score: PoseMessage(
+    lambda stream, frame, found: PoseMessage(
         stream=stream, frame=frame, pts=frame / 25, t_capture=1.7e9, t_publish=1.7e9, size=(640, 480),
-        joints="LSP14", kp=np.resize(np.asarray(xs, np.float32), (k, 3)), box=box, score=score),
-    st.text(min_size=1, max_size=8), st.integers(0, 2**31), st.integers(1, 20),
-    st.lists(finite, min_size=1, max_size=60), st.tuples(finite, finite, finite, finite), finite)
+        joints="LSP14", people=tuple(found)),
+    st.text(min_size=1, max_size=8), st.integers(0, 2**31), st.lists(people, max_size=3))
 ints = st.integers(-(2**63), 2**64 - 1)  # what msgpack can hold
 controls = st.builds(ControlMessage, st.text(min_size=1, max_size=8),
                      st.sampled_from(["start", "eos", "error", "stats"]),
@@ -43,8 +46,10 @@ def decodes_or_rejects(parts: list[bytes]) -> Message | None:
         return None
     assert isinstance(msg, PoseMessage | ControlMessage)
     if isinstance(msg, PoseMessage):
-        assert msg.kp.dtype == np.float32 and msg.kp.ndim == 2 and msg.kp.shape[1] == 3
-        assert msg.frame >= 0 and all(math.isfinite(v) for v in (msg.pts, msg.t_capture, msg.score, *msg.box))
+        assert msg.frame >= 0 and all(math.isfinite(v) for v in (msg.pts, msg.t_capture))
+        for p in msg.people:
+            assert p.kp.dtype == np.float32 and p.kp.ndim == 2 and p.kp.shape[1] == 3 and p.id >= 0
+            assert all(math.isfinite(v) for v in (p.score, *p.box))
     encode(msg)  # what was accepted can be passed on
     return msg
 
@@ -58,9 +63,13 @@ def test_random_frames_decode_or_are_rejected(parts: list[bytes]) -> None:
 @FUZZ
 @given(st.lists(st.binary(max_size=300) | st.sampled_from([b"pose/s0", b"ctl/s0", b"{}", b"\x80"]), max_size=3),
        st.dictionaries(st.sampled_from(["v", "stream", "frame", "pts", "kp", "size", "box", "score", "event",
-                                        "joints", "t_capture", "t_publish"]),
+                                        "joints", "t_capture", "t_publish", "people", "id"]),
                        st.none() | st.booleans() | ints | st.floats() | st.text(max_size=5)
-                       | st.binary(max_size=40) | st.lists(ints | st.floats(), max_size=5), max_size=12))
+                       | st.binary(max_size=40) | st.lists(ints | st.floats(), max_size=5)
+                       | st.lists(st.dictionaries(st.sampled_from(["id", "kp", "box", "score"]),
+                                                  ints | st.floats() | st.binary(max_size=24)
+                                                  | st.lists(ints | st.floats(), max_size=4), max_size=4),
+                                  max_size=2), max_size=14))
 def test_random_maps_decode_or_are_rejected(topics: list[bytes], fields: dict[str, object]) -> None:
     payload = msgpack.packb(fields, use_bin_type=True)
     for topic in topics or [b"pose/s0"]:
@@ -136,7 +145,7 @@ def test_subscriber_survives_a_socket_full_of_hostile_messages() -> None:
     assert sub.rejected >= 200
 
 
-NUMERIC = {"run": ["--max-batch", "--hwm", "--max-wait-ms", "--max-frames", "--crop"],
+NUMERIC = {"run": ["--max-batch", "--hwm", "--max-wait-ms", "--max-frames", "--crop", "--people", "--redetect"],
            "listen": ["--count", "--timeout"]}
 
 

@@ -20,7 +20,7 @@ import pytest
 from streampose.draw import draw_hud, draw_pose
 from streampose.joints import LSP14
 from streampose.outputs import KeypointWriter, OutputError, VideoWriter
-from streampose.wire import PoseMessage
+from streampose.wire import Person, PoseMessage
 
 Image = npt.NDArray[np.uint8]
 
@@ -199,51 +199,63 @@ def test_audio_the_container_cannot_hold_is_left_out_with_a_warning(tmp_path: Pa
 
 # --- KeypointWriter ----------------------------------------------------------------------------
 
-def messages(n: int = 3) -> list[PoseMessage]:
+def messages(n: int = 3, people: tuple[int, ...] = (1,)) -> list[PoseMessage]:
+    """n frames; frame i holds people[i % len(people)] people with ids 0, 1, ..."""
     rng = np.random.default_rng(0)
     out = []
     for i in range(n):
-        kp = np.concatenate([rng.uniform(0, 400, (14, 2)), rng.uniform(0, 1, (14, 1))], axis=1).astype(np.float32)
+        found = []
+        for person in range(people[i % len(people)]):
+            kp = np.concatenate([rng.uniform(0, 400, (14, 2)), rng.uniform(0, 1, (14, 1))], axis=1).astype(np.float32)
+            found.append(Person(person, kp, (10.0 + person, 20.0, 200.0, 210.0), float(kp[:, 2].mean())))
         out.append(PoseMessage(stream="cam0", frame=i, pts=i * 1001 / 30000, t_capture=1.7e9 + i / 30,
-                               t_publish=1.7e9 + i / 30 + 0.01, size=(426, 240), joints="LSP14", kp=kp,
-                               box=(10.0, 20.0, 200.0, 210.0), score=float(kp[:, 2].mean())))
+                               t_publish=1.7e9 + i / 30 + 0.01, size=(426, 240), joints="LSP14", people=tuple(found)))
     return out
 
 
 def test_jsonl_lines_are_flushed_and_round_trip(tmp_path: Path) -> None:
-    path, msgs = tmp_path / "k.jsonl", messages()
+    path, msgs = tmp_path / "k.jsonl", messages(4, people=(1, 2, 0))
     with KeypointWriter(path) as w:
         for m in msgs:
             w.write(m)
             # readable while the run goes on: a crash now would leave this line
             assert len(path.read_text().splitlines()) == m.frame + 1
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row, m in zip(rows, msgs, strict=True):
+    for row, m in zip(rows, msgs, strict=True):  # a line per frame, with everyone in it (no one: an empty list)
         assert (row["stream"], row["frame"], row["joints"], row["size"]) == ("cam0", m.frame, "LSP14", [426, 240])
-        assert row["pts"] == m.pts and row["box"] == list(m.box)
-        np.testing.assert_array_equal(np.asarray(row["kp"], np.float32), m.kp)
+        assert row["pts"] == m.pts and row["v"] == 2 and len(row["people"]) == len(m.people)
+        for r, p in zip(row["people"], m.people, strict=True):
+            assert r["id"] == p.id and r["box"] == list(p.box) and r["score"] == p.score
+            np.testing.assert_array_equal(np.asarray(r["kp"], np.float32), p.kp)
 
 
-def test_csv_has_a_named_column_per_joint_and_round_trips(tmp_path: Path) -> None:
-    path, msgs = tmp_path / "k.csv", messages()
+def test_csv_has_a_row_per_person_a_named_column_per_joint_and_round_trips(tmp_path: Path) -> None:
+    path, msgs = tmp_path / "k.csv", messages(4, people=(0, 2, 1))
     with KeypointWriter(path) as w:
         for m in msgs:
             w.write(m)
     with path.open(newline="") as f:
         header, *rows = list(csv.reader(f))
-    assert header[:5] == ["stream", "frame", "pts", "t_capture", "score"]
-    assert header[5:8] == ["r_ankle_x", "r_ankle_y", "r_ankle_c"] and header[-1] == "head_top_c"
-    assert len(header) == 5 + 3 * 14 and all(len(r) == len(header) for r in rows)
-    for r, m in zip(rows, msgs, strict=True):
+    assert header[:6] == ["stream", "frame", "pts", "t_capture", "person", "score"]
+    assert header[6:9] == ["r_ankle_x", "r_ankle_y", "r_ankle_c"] and header[-1] == "head_top_c"
+    assert len(header) == 6 + 3 * 14 and all(len(r) == len(header) for r in rows)
+    expected = [(m, p) for m in msgs for p in (m.people or (None,))]  # a frame without anyone keeps one row
+    assert len(rows) == len(expected) == 1 + 2 + 1 + 1
+    for r, (m, p) in zip(rows, expected, strict=True):
         assert r[0] == "cam0" and int(r[1]) == m.frame and float(r[2]) == m.pts and float(r[3]) == m.t_capture
-        np.testing.assert_array_equal(np.asarray(r[5:], np.float32).reshape(14, 3), m.kp)
+        if p is None:
+            assert r[4:] == [""] * (len(header) - 4)
+        else:
+            assert int(r[4]) == p.id and float(r[5]) == pytest.approx(p.score)
+            np.testing.assert_array_equal(np.asarray(r[6:], np.float32).reshape(14, 3), p.kp)
 
 
 def test_csv_refuses_a_second_joint_set_and_bad_paths_fail(tmp_path: Path) -> None:
     m = messages(1)[0]
     with KeypointWriter(tmp_path / "k.csv") as w:
         w.write(m)
-        other = dataclasses.replace(m, joints="MPII16", kp=np.zeros((16, 3), np.float32))
+        other = dataclasses.replace(m, joints="MPII16", people=(Person(0, np.zeros((16, 3), np.float32),
+                                                                       (0, 0, 1, 1), 0.0),))
         with pytest.raises(OutputError, match=r"use \.jsonl"):
             w.write(other)
     with pytest.raises(OutputError, match=r"k\.txt.*use \.jsonl or \.csv"):

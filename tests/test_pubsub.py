@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,30 +17,53 @@ from conftest import free_endpoint, synced
 
 from streampose.publish import Publisher, PublishError, binds_all_interfaces
 from streampose.subscriber import Subscriber
-from streampose.wire import ControlMessage, PoseMessage
+from streampose.wire import ControlMessage, Person, PoseMessage
 
 
-def pose(stream: str = "s0", frame: int = 0) -> PoseMessage:
-    kp = np.random.default_rng(frame).random((14, 3), dtype=np.float32)
+def pose(stream: str = "s0", frame: int = 0, people: int = 1) -> PoseMessage:
+    rng = np.random.default_rng(frame)
+    found = tuple(Person(i, rng.random((14, 3), dtype=np.float32), (1.0 + i, 2.0, 300.0, 300.0), 0.5)
+                  for i in range(people))
     return PoseMessage(stream=stream, frame=frame, pts=frame / 25, t_capture=time.time(), t_publish=time.time(),
-                       size=(640, 480), joints="LSP14", kp=kp, box=(1.0, 2.0, 300.0, 300.0), score=0.5)
+                       size=(640, 480), joints="LSP14", people=found)
 
 
 @pytest.mark.parametrize("fmt", ["msgpack", "json"])
 def test_round_trip_in_both_formats(fmt: str) -> None:
     with Publisher("tcp://127.0.0.1:*", fmt=fmt) as pub, Subscriber(pub.endpoint, control=True, timeout=2) as sub:  # type: ignore[arg-type]
         synced(pub, sub)
-        sent = [pose("s0", i) for i in range(5)]
+        sent = [pose("s0", i, people=i % 3) for i in range(5)]  # 0, 1 or 2 people a frame
         for m in sent:
             pub.send(m)
         pub.send(ControlMessage("s0", "eos", {"frames": 5}))
         got = [sub.recv(timeout=2) for _ in range(6)]
     for a, b in zip(sent, got[:5], strict=True):
-        assert isinstance(b, PoseMessage)
+        assert isinstance(b, PoseMessage) and b.v == 2
         assert (b.stream, b.frame, b.size, b.box, b.joints) == (a.stream, a.frame, a.size, a.box, a.joints)
-        np.testing.assert_array_equal(b.kp, a.kp)
-        assert b.kp.dtype == np.float32
+        assert [(p.id, p.box, p.score) for p in b.people] == [(p.id, p.box, p.score) for p in a.people]
+        for p, q in zip(a.people, b.people, strict=True):
+            np.testing.assert_array_equal(q.kp, p.kp)
+            assert q.kp.dtype == np.float32
     assert got[5] == ControlMessage("s0", "eos", {"frames": 5})
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "json"])
+def test_version_1_messages_are_still_read(fmt: str) -> None:
+    """A v1 publisher (one person's fields at the top level) reaches v2 subscribers as a frame of one person."""
+    kp = np.arange(42, dtype=np.float32).reshape(14, 3)
+    v1 = {"v": 1, "stream": "s0", "frame": 3, "pts": 0.12, "t_capture": 1.0, "t_publish": 1.5, "size": [640, 480],
+          "joints": "LSP14", "kp": kp.tobytes() if fmt == "msgpack" else kp.tolist(), "box": [1, 2, 3, 4],
+          "score": 0.7}
+    payload = msgpack.packb(v1, use_bin_type=True) if fmt == "msgpack" else json.dumps(v1).encode()
+    with Publisher("tcp://127.0.0.1:*") as pub, Subscriber(pub.endpoint, control=True, timeout=2) as sub:
+        synced(pub, sub)
+        pub._socket.send_multipart([b"pose/s0", payload])  # a raw v1 message, as an old publisher sends it
+        msg = sub.recv(timeout=2)
+    assert isinstance(msg, PoseMessage) and msg.v == 1 and msg.frame == 3 and len(msg.people) == 1
+    person = msg.people[0]
+    assert (person.id, person.box, person.score) == (0, (1, 2, 3, 4), 0.7)
+    np.testing.assert_array_equal(person.kp, kp)
+    np.testing.assert_array_equal(msg.kp, kp)  # the v1 accessors read the first person
 
 
 def test_stream_filter_is_exact_and_control_is_opt_in() -> None:
@@ -150,7 +174,8 @@ def test_listen_process_records_a_run_to_its_end(tmp_path: Path, studio_clip: Pa
     assert rows[-1]["event"] == "eos"
     frames = [r["frame"] for r in poses]
     assert frames == list(range(frames[0], 30))  # in order, none missing once joined
-    assert all(np.asarray(r["kp"]).shape == (14, 3) for r in poses)
+    assert all(np.asarray(p["kp"]).shape == (14, 3) for r in poses for p in r["people"])
+    assert sum(len(r["people"]) == 1 for r in poses) >= 0.9 * len(poses)  # the person is found
 
 
 def test_joint_angle_example_consumer() -> None:
@@ -170,14 +195,16 @@ def test_joint_angle_example_consumer() -> None:
     kp[:, 2] = 0.9
     kp[8, :2], kp[7, :2], kp[6, :2] = (100, 100), (100, 200), (200, 200)  # r_shoulder, r_elbow, r_wrist
     kp[11, 2] = 0.0  # l_wrist not confident: the left elbow has no angle
-    assert joint_angle(PoseMessage(**{**msg.__dict__, "kp": kp}), "l_elbow") is None
+    assert joint_angle(kp, "LSP14", "l_elbow") is None
+    two = (Person(0, kp, (0, 0, 1, 1), 0.9), Person(3, kp, (0, 0, 1, 1), 0.8))
     with Publisher("tcp://127.0.0.1:*") as pub:
         tool = subprocess.Popen([sys.executable, str(root / "tools" / "joint_angle.py"), pub.endpoint,
                                  "--timeout", "1"], stdout=subprocess.PIPE, text=True)
         for i in range(100):  # until the tool has surely joined; it exits 1 s after the last pose
-            pub.send(PoseMessage(**{**msg.__dict__, "frame": i, "kp": kp}))
+            pub.send(dataclasses.replace(msg, frame=i, people=two))
             time.sleep(0.02)
         out, _ = tool.communicate(timeout=30)
     lines = out.splitlines()
     assert tool.returncode == 0 and lines
     assert all(line.split()[-2:] == ["r_elbow", "90.0"] for line in lines)
+    assert {line.split()[4] for line in lines} == {"0", "3"}  # every person of each frame

@@ -1,4 +1,5 @@
-"""The streaming runtime on real components: clips decoded by PyAV, the shipped model, real ZeroMQ sockets."""
+"""The streaming runtime on real components: clips decoded by PyAV, the shipped models (pose and person
+detector), real ZeroMQ sockets."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from conftest import count_frames, cut, synced
 
 import streampose
 from streampose.backends import installed
+from streampose.detector import PersonDetector
 from streampose.publish import Publisher
 from streampose.runtime import PoseStream, Result, Sink, StreamEvent, StreamStats
 from streampose.sinks import KeypointSink, PublishSink, VideoSink
@@ -68,8 +70,10 @@ def short_clips(basketball_clip: Path, studio_clip: Path, tmp_path_factory: pyte
 
 
 BACKENDS = ["torch"] + [b for b in ("openvino", "onnxruntime") if installed()[b]]
-LOSSLESS = ([("torch", b) for b in range(1, 17)] + [(n, b) for n in BACKENDS[1:] for b in (1, 7, 16)]
-            + [("openvino-2jobs", b) for b in (1, 3, 8) if installed()["openvino"]])
+LOSSLESS = ([("torch", b, 1) for b in range(1, 17)] + [(n, b, 1) for n in BACKENDS[1:] for b in (1, 7, 16)]
+            + [("openvino-2jobs", b, 1) for b in (1, 3, 8) if installed()["openvino"]]
+            + [("torch", b, 2) for b in (1, 3, 8)] + [("openvino-2jobs", 4, 2)] * installed()["openvino"])
+"""(backend, max batch, people): every batch size on torch, a few elsewhere; two people per frame too."""
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +88,14 @@ def estimators(onnx_engine: Path) -> Iterator[dict[str, streampose.PoseEstimator
         est.close()
 
 
-@pytest.mark.parametrize(("backend", "batch"), LOSSLESS)
+@pytest.mark.parametrize(("backend", "batch", "people"), LOSSLESS)
 def test_files_every_frame_once_in_order_to_every_output(short_clips: list[Path], tmp_path: Path, backend: str,
-                                                        batch: int, estimators: dict[str, streampose.PoseEstimator]
-                                                        ) -> None:
-    """Promise 1: each decodable frame gives exactly one published pose, one keypoint line and one output
-    frame, in order, with its time; checked against an independent decode of each input."""
+                                                        batch: int, people: int,
+                                                        estimators: dict[str, streampose.PoseEstimator],
+                                                        person_detector: PersonDetector) -> None:
+    """Promise 1: each decodable frame gives exactly one published message (with its people, up to `people`,
+    found by the detector in the loop), one keypoint line and one output frame, in order, with its time;
+    checked against an independent decode of each input."""
     expected = {f"s{i}": count_frames(c) for i, c in enumerate(short_clips)}
     video, lines = tmp_path / "out.mp4", tmp_path / "k.jsonl"
     with Publisher("tcp://127.0.0.1:*") as pub, Subscriber(pub.endpoint, control=True, timeout=20) as sub:
@@ -101,14 +107,16 @@ def test_files_every_frame_once_in_order_to_every_output(short_clips: list[Path]
         sinks = [collect, PublishSink(pub, stats_every=0.2), VideoSink(video, streams=len(short_clips)),
                  KeypointSink(lines)]
         stats = PoseStream([str(c) for c in short_clips], estimator=estimators[backend], max_batch=batch,
-                           sinks=sinks).run()
+                           people=people, detector=person_detector, sinks=sinks).run()
         reader.join(timeout=30)
     rows = [json.loads(line) for line in lines.read_text().splitlines()]
     for sid, times in expected.items():
         poses = [m for m in got if isinstance(m, PoseMessage) and m.stream == sid]
         assert [m.frame for m in poses] == list(range(len(times)))  # each frame exactly once, in order
         np.testing.assert_allclose([m.pts for m in poses], times, atol=1e-6)
-        assert all(m.kp.shape == (14, 3) and m.joints == "LSP14" for m in poses)
+        assert all(m.joints == "LSP14" and 0 <= len(m.people) <= people for m in poses)
+        assert all(p.kp.shape == (14, 3) for m in poses for p in m.people)
+        assert sum(bool(m.people) for m in poses) >= 0.8 * len(poses)  # real people in every clip
         ctl = [m.event for m in got if isinstance(m, ControlMessage) and m.stream == sid]
         assert ctl[0] == "start" and ctl[-1] == "eos" and "error" not in ctl
         assert stats[sid].delivered == len(times) and stats[sid].dropped == 0
@@ -124,17 +132,18 @@ def test_files_run_batches_side_by_side_and_live_sources_one_at_a_time(clips: tu
     if not installed()["openvino"]:
         pytest.skip("needs OpenVINO")
     for live, side_by_side in ((False, True), (True, False)):
-        with PoseStream(str(clips[1]), backend="openvino", live=live) as stream:
+        with PoseStream(str(clips[1]), backend="openvino", live=live, crop="center") as stream:
             assert (stream.estimator.backend.info.jobs > 1) == side_by_side
             assert len(list(stream)) >= (2 if live else len(count_frames(clips[1])))
 
 
-def test_live_file_drops_stale_frames_and_counts_them(clips: tuple[Path, Path],
-                                                      estimator: streampose.PoseEstimator) -> None:
+def test_live_file_drops_stale_frames_and_counts_them(clips: tuple[Path, Path], estimator: streampose.PoseEstimator,
+                                                      person_detector: PersonDetector) -> None:
     studio = clips[1]
     total = len(count_frames(studio))
     collect = Collect()
-    with PoseStream(str(studio), estimator=estimator, live=True, sinks=[collect]) as stream:
+    with PoseStream(str(studio), estimator=estimator, detector=person_detector, live=True,
+                    sinks=[collect]) as stream:
         results = list(stream)
     st = stream.stats["s0"]
     indices = [r.frame.index for r in results]
@@ -180,7 +189,8 @@ def test_stats_and_timing_of_video_sources(clips: tuple[Path, Path]) -> None:
     assert all(a.t_capture <= b.t_capture for a, b in itertools.pairwise(frames))
 
 
-def test_network_stream_is_live(studio_clip: Path, tmp_path: Path, estimator: streampose.PoseEstimator) -> None:
+def test_network_stream_is_live(studio_clip: Path, tmp_path: Path, estimator: streampose.PoseEstimator,
+                                person_detector: PersonDetector) -> None:
     """An MPEG-TS stream served over HTTP from this machine: decoded by PyAV as a live source."""
     import functools
     import http.server
@@ -190,7 +200,7 @@ def test_network_stream_is_live(studio_clip: Path, tmp_path: Path, estimator: st
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/{ts.name}"
-        with PoseStream(url, estimator=estimator) as stream:
+        with PoseStream(url, estimator=estimator, detector=person_detector) as stream:
             results = list(stream)
         server.shutdown()
     st = stream.stats["s0"]

@@ -35,11 +35,12 @@ def angle(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> float:
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
-def joint_angle(msg: PoseMessage, joint: str, min_conf: float = 0.3) -> float | None:
-    """The angle at `joint` in one pose, or None where a joint involved is not confident."""
-    names = get_joint_set(msg.joints)
+def joint_angle(kp: npt.ArrayLike, joints: str, joint: str, min_conf: float = 0.3) -> float | None:
+    """The angle at `joint` in one pose ((K, 3) keypoints of the joint set named `joints`), or None where a
+    joint involved is not confident."""
+    names = get_joint_set(joints)
     idx = [names.index(n) for n in (ANGLES[joint][0], joint, ANGLES[joint][1])]
-    pts = msg.kp[idx]
+    pts = np.asarray(kp)[idx]
     if (pts[:, 2] < min_conf).any():
         return None
     return angle(pts[0, :2], pts[1, :2], pts[2, :2])
@@ -59,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         for msg in sub:
             if isinstance(msg, PoseMessage):
                 n += 1
-                a = joint_angle(msg, args.joint, args.min_conf)
-                print(f"{msg.stream} frame {msg.frame:<6} {args.joint} {'-' if a is None else f'{a:5.1f}'}", flush=True)
+                if not msg.people:
+                    print(f"{msg.stream} frame {msg.frame:<6} no one", flush=True)
+                for person in msg.people:  # wire v2: every person of the frame (v1: one)
+                    a = joint_angle(person.kp, msg.joints, args.joint, args.min_conf)
+                    print(f"{msg.stream} frame {msg.frame:<6} person {person.id:<3} {args.joint} "
+                          f"{'-' if a is None else f'{a:5.1f}'}", flush=True)
     if not n:
         print(f"joint_angle: no poses from {args.endpoint} within {args.timeout:g} s", file=sys.stderr)
         return 1

@@ -6,8 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from streampose import models
+
+if TYPE_CHECKING:
+    from streampose.detector import PersonDetector
+    from train.datasets import Dataset
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,10 +21,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Train a named model configuration. `--data lsp:PATH` alone trains on LSPET images "
                     "1-8500 and validates each epoch on 8501-9000. Ctrl-C saves a checkpoint; --resume continues "
                     "exactly. Writes OUT/last.pt, OUT/log.json and OUT/curve.png.")
-    t.add_argument("--data", required=True, help="FORMAT:PATH[@FIRST-LAST], e.g. lsp:../shared/data/lspet")
-    t.add_argument("--val", default=None, help="validation set (default for lsp: images 8501-9000)")
+    t.add_argument("--data", required=True, action="append",
+                   help="FORMAT:PATH[@FIRST-LAST], e.g. lsp:../shared/data/lspet; repeat to train on several")
+    t.add_argument("--val", default=None, action="append",
+                   help="validation set, repeatable, each reported (default for lsp: images 8501-9000)")
     t.add_argument("--config", default=models.DEFAULT, choices=list(models.PRESETS),
-                   help="model (default: %(default)s)")
+                   help=f"model (default: %(default)s; {models.DETECTOR} trains the person detector on whole frames "
+                        "composed of the same pose data)")
     t.add_argument("--out", default=None, help="run folder (default: runs/CONFIG)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch", type=int, default=16)
@@ -43,15 +51,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="processes making samples (default: none on CPU, up to 8 beside a GPU)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set",
+    e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set, crop given and full image; "
+                                    "a detector's recall",
                        description="Per-joint PCK@0.2 (torso, LSP protocol), or PCKh@0.5 where the annotations carry "
-                                   "head sizes (MPII), of a model name or checkpoint.")
+                                   "head sizes (MPII), of a model name or checkpoint. `--full-image` also scores what "
+                                   "the tool does without labels: the person found by the detector in each whole "
+                                   "image (no person: every joint missed), beside the crop-given protocol. A person "
+                                   "detector (e.g. person-det) is scored by top-1 recall at IoU 0.5 on the images "
+                                   "and on zoomed-out composites of several small people.")
     e.add_argument("model", help="model name, checkpoint path, or engine file (.onnx, .xml, .plan, .ep)")
     e.add_argument("--backend", default=None,
                    help="backend for an engine (default: auto) or a checkpoint (default: torch)")
     e.add_argument("--data", required=True, help="FORMAT:PATH[@FIRST-LAST]; lsp:PATH alone means images 8501-9000")
     e.add_argument("--flip", action="store_true", help="average with the mirrored crop (flip test)")
     e.add_argument("--limit", type=int, default=0, help="evaluate only the first N annotations")
+    e.add_argument("--full-image", action="store_true",
+                   help="also find the person in each whole image as `streampose run` does, and score that")
+    e.add_argument("--detector", default=models.DETECTOR,
+                   help="person detector for --full-image (default: %(default)s)")
+    e.add_argument("--composites", type=int, default=200,
+                   help="detectors: zoomed-out composite frames to score (default: %(default)s; 0: none)")
     e.add_argument("--json", default=None, help="also write the report to this JSON file")
     e.set_defaults(func=cmd_eval)
 
@@ -64,22 +83,22 @@ def _lr_drops(text: str) -> list[int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from train.datasets import default_split, open_dataset
+    from train.datasets import concat, default_split, open_dataset
     from train.loop import TrainConfig, Trainer
 
-    train_spec, val_spec = default_split(args.data)
-    train_set = open_dataset(train_spec)
+    splits = [default_split(spec) for spec in args.data]
+    train_set = concat([open_dataset(t) for t, _ in splits])
     if args.limit:
         train_set = train_set.head(args.limit)
-    val_spec = args.val or val_spec
-    val_set = open_dataset(val_spec) if val_spec else None
+    val_specs = args.val or [v for _, v in splits if v]
+    val_sets = [open_dataset(v) for v in val_specs]
     cfg = TrainConfig(
         model=args.config, out=args.out or f"runs/{args.config}", epochs=args.epochs, batch=args.batch, lr=args.lr,
         optimizer=args.optimizer, lr_drops=_lr_drops(args.lr_drops), checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps, seed=args.seed, bf16=not args.no_bf16, flip_val=args.flip_val,
         cache_dir=args.cache_dir, input_size=args.input_size, init=args.init,
         device=args.device, workers=args.workers)
-    trainer = Trainer(cfg, train_set, val_set, resume=args.resume)
+    trainer = Trainer(cfg, train_set, val_sets, resume=args.resume)
     path = trainer.run()
     print(f"trained {trainer.step} steps: {path}")
     return 0
@@ -87,9 +106,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import streampose
-    from streampose.backends import create
+    from streampose.backends import create, is_engine
+    from streampose.detector import PersonDetector, open_detector
+    from streampose.joints import PERSON
     from train.datasets import default_split, open_dataset
-    from train.evaluate import score
+    from train.evaluate import score, score_full_image, side_by_side
 
     spec = args.data
     if spec.startswith("lsp:") and "@" not in spec:
@@ -97,18 +118,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = open_dataset(spec)
     if args.limit:
         data = data.head(args.limit)
-    from streampose.backends import is_engine
-
-    model = args.model if is_engine(args.model) else streampose.load_model(args.model, joints=data.joints)
+    model = args.model if is_engine(args.model) else streampose.load_model(args.model)
     with create(args.backend or ("auto" if is_engine(args.model) else "torch"), model) as backend:
+        used = f"{backend.info.name} {backend.info.precision}"
+        if backend.info.joints.name == PERSON.name:
+            return _eval_detector(args, PersonDetector(backend), data, used)
         if backend.info.joints.name != data.joints.name:
             raise ValueError(f"{args.model} predicts {backend.info.joints.name} but {spec} is {data.joints.name}")
         report = score(backend, data, flip=args.flip)
-        used = f"{backend.info.name} {backend.info.precision}"
+        reports = {"crop given": report}
+        if args.full_image:
+            with open_detector(args.detector, backend=args.backend or "auto") as detector:
+                estimator = streampose.PoseEstimator(backend=backend, flip=args.flip)
+                reports["full image"] = score_full_image(estimator, detector, data)
+                used += f"; detector {args.detector} ({detector.backend.info.name} {detector.backend.info.precision})"
     print(f"{args.model} ({used}) on {data.name}")
-    print(report.table())
+    print(side_by_side(reports) if args.full_image else report.table())
     if args.json:
         result = {"model": args.model, "backend": used, "data": data.name, **report.to_dict()}
-        Path(args.json).write_text(json.dumps(result, indent=1))
-        print(f"wrote {args.json}", file=sys.stderr)
+        if args.full_image:
+            result["full_image"] = reports["full image"].to_dict()
+        _write_json(args.json, result)
     return 0
+
+
+def _eval_detector(args: argparse.Namespace, detector: PersonDetector, data: Dataset, used: str) -> int:
+    from train.detect_eval import composites, top1
+
+    rep = top1(detector, data)
+    print(f"{args.model} ({used})")
+    print(rep.line())
+    result = {"model": args.model, "backend": used, **rep.to_dict()}
+    if args.composites:
+        comp = composites(detector, data, frames=args.composites)
+        print(comp.line())
+        result["composites"] = comp.to_dict()
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
+def _write_json(path: str, result: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}", file=sys.stderr)

@@ -127,13 +127,15 @@ def load_lsp(root: str | os.PathLike[str], first: int = 1, last: int | None = No
         raise DatasetError(f"{mat}: joints of shape {raw.shape}, expected (14, 3, N)")
     n = raw.shape[2]
     last = n if last is None else min(last, n)
+    # LSPET names its images im00001.jpg, the original LSP im0001.jpg
+    digits = 4 if (root / "images" / "im0001.jpg").is_file() else 5
     items = []
     for number in range(first, last + 1):
         j = raw[:, :, number - 1].astype(np.float32)
         missing = (j[:, 0] <= 0) | (j[:, 1] <= 0)
         j[missing, 2] = 0
         j[:, :2] -= 1  # MATLAB's 1-based pixel coordinates -> pixel centres at integers from 0
-        image = root / "images" / f"im{number:05d}.jpg"
+        image = root / "images" / f"im{number:0{digits}d}.jpg"
         cs = center_scale_from_joints(j, *image_size(image))
         if cs is None:  # no labelled joint inside the image: nothing to learn or score
             continue
@@ -417,6 +419,18 @@ def open_dataset(spec: str) -> Dataset:
     except ValueError:
         raise DatasetError(f"dataset {spec!r}: range must be @FIRST-LAST, e.g. @8501-9000") from None
     return load_lsp(path, first, last)
+
+
+def concat(datasets: Sequence[Dataset]) -> Dataset:
+    """Several datasets of one joint set as one, named `A + B`."""
+    if not datasets:
+        raise DatasetError("no dataset given")
+    joints = {d.joints.name for d in datasets}
+    if len(joints) > 1:
+        raise DatasetError(f"datasets of different joint sets cannot be combined: {', '.join(sorted(joints))}")
+    if len(datasets) == 1:
+        return datasets[0]
+    return Dataset(" + ".join(d.name for d in datasets), datasets[0].joints, [a for d in datasets for a in d.items])
 
 
 def default_split(spec: str) -> tuple[str, str | None]:

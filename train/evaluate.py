@@ -17,9 +17,11 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from streampose.api import infer_heatmaps
+from streampose.api import PoseEstimator, infer_heatmaps
 from streampose.backends import Backend
+from streampose.crop import parse_crop
 from streampose.decode import decode
+from streampose.detector import PersonDetector
 from streampose.geometry import crop_transform
 from streampose.joints import LIMBS12, JointSet
 from streampose.preprocess import preprocess
@@ -114,14 +116,64 @@ def lsp_pck(pred: npt.ArrayLike, dataset: Dataset, threshold: float = 0.2, flip:
     return _report(f"PCK@{threshold:g} (torso)", js, rate, counts, int(keep.sum()), int((~keep).sum()), flip)
 
 
-def score(backend: Backend, dataset: Dataset, flip: bool = False, progress: bool = True) -> Report:
-    """Predict and score a dataset with its own metric: PCKh@0.5 where every annotation carries a
-    head size (MPII), else PCK@0.2 with the LSP protocol."""
-    pred = predict(backend, dataset, flip=flip, progress=progress)
+def predict_full_image(estimator: PoseEstimator, detector: PersonDetector, dataset: Dataset,
+                       progress: bool = True) -> tuple[F32, int]:
+    """Keypoints (N, K, 3) of the most confident person the runtime finds in each whole image, as
+    `streampose run` finds them on images (`crop auto`: the person detector, each image a new scene; no labels
+    used), NaN where it finds no one; and the number of images where it found someone."""
+    policy = parse_crop("auto").policy(scenes=True, detector=detector)
+    out = np.full((len(dataset), len(estimator.joints), 3), np.nan, np.float32)
+    found = 0
+    for i, a in enumerate(tqdm(dataset.items, desc="full images", unit="img", disable=None if progress else True,
+                               leave=False)):
+        image = read_image(a.image)
+        policy.reset()
+        crops = policy.crops(image)
+        if crops:
+            out[i] = estimator.infer([estimator.prepare(image, crops[0].center, crops[0].scale)])[0].keypoints
+            found += 1
+    return out, found
+
+
+def score_full_image(estimator: PoseEstimator, detector: PersonDetector, dataset: Dataset,
+                     progress: bool = True) -> Report:
+    """The dataset's metric on `predict_full_image`: an image where no one is found misses every joint. The
+    report's `extra` says in how many images someone was found."""
+    pred, found = predict_full_image(estimator, detector, dataset, progress)
+    rep = _score(pred, dataset, estimator.flip)
+    rep.extra.update(protocol="full image", found=found, of=len(dataset))
+    return rep
+
+
+def _score(pred: F32, dataset: Dataset, flip: bool) -> Report:
     heads = [a.head_size for a in dataset.items]
     if heads and all(h is not None for h in heads):
         return pckh(pred, dataset, [float(h or 0) for h in heads], flip=flip)
     return lsp_pck(pred, dataset, flip=flip)
+
+
+def side_by_side(reports: dict[str, Report]) -> str:
+    """Per-joint tables of several reports of one dataset (e.g. crop given and full image) as columns."""
+    first = next(iter(reports.values()))
+    cols = list(reports)
+    width = max(12, *(len(c) + 2 for c in cols))
+    lines = [f"{first.metric}  ({first.images} images, {first.skipped} skipped, flip test "
+             f"{'on' if first.flip else 'off'})", f"  {'joint':<12}" + "".join(f"{c:>{width}}" for c in cols)]
+    for name in first.joints.names:
+        lines.append(f"  {name:<12}" + "".join(f"{100 * r.per_joint[name]:{width}.1f}" for r in reports.values()))
+    lines.append(f"  {'limbs (12)':<12}" + "".join(f"{100 * r.limbs:{width}.1f}" for r in reports.values()))
+    lines.append(f"  {'all':<12}" + "".join(f"{100 * r.all:{width}.1f}" for r in reports.values()))
+    for c, r in reports.items():
+        if "found" in r.extra:
+            lines.append(f"  {c}: a person found in {r.extra['found']} of {r.extra['of']} images")
+    return "\n".join(lines)
+
+
+def score(backend: Backend, dataset: Dataset, flip: bool = False, progress: bool = True) -> Report:
+    """Predict and score a dataset with its own metric: PCKh@0.5 where every annotation carries a
+    head size (MPII), else PCK@0.2 with the LSP protocol."""
+    pred = predict(backend, dataset, flip=flip, progress=progress)
+    return _score(pred, dataset, flip)
 
 
 def pckh(pred: npt.ArrayLike, dataset: Dataset, head_sizes: npt.ArrayLike, threshold: float = 0.5,

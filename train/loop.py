@@ -14,7 +14,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -29,12 +29,15 @@ import streampose
 from streampose import checkpoint as ck
 from streampose import models
 from streampose.backends.torch_backend import TorchBackend
+from streampose.detector import PersonDetector
 from streampose.info import cpu
 from streampose.model import StackedHourglass
 from streampose.preprocess import Normalization
 from train.data import Augment, CropCache, PoseSamples
 from train.datasets import Dataset
-from train.evaluate import Report, score
+from train.detect_data import DetectAugment, DetectSamples, FrameImages, centernet_loss
+from train.detect_eval import top1
+from train.evaluate import score
 from train.widen import widen
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
@@ -106,10 +109,17 @@ class _Stop(Exception):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, resume: bool = False) -> None:
-        self.cfg, self.train_set, self.val_set = cfg, train_set, val_set
+    """Trains a pose model on person crops, or a detector (a `centernet` config) on whole frames composed of
+    the same pose data; validates each epoch on every validation set (pose: PCK; detector: top-1 recall)."""
+
+    def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | Sequence[Dataset] | None,
+                 resume: bool = False) -> None:
+        self.cfg, self.train_set = cfg, train_set
+        self.val_sets = [] if val_set is None else [val_set] if isinstance(val_set, Dataset) else list(val_set)
         preset = models.PRESETS[cfg.model]
-        if train_set.joints.name != preset.joints.name:
+        self.detector = preset.config.head == "centernet"
+        self.joints = preset.joints
+        if not self.detector and train_set.joints.name != preset.joints.name:
             raise ValueError(f"{cfg.model} predicts {preset.joints.name} but the data has {train_set.joints.name}")
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -137,8 +147,15 @@ class Trainer:
             raise FileExistsError(f"{self.last_path} exists: continue it with --resume, or choose another --out")
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        cache = CropCache(train_set, config.input_size, cfg.cache_dir)
-        self.samples = PoseSamples(cache, self.norm, Augment(), seed=cfg.seed, stride=config.stride)
+        self.samples: PoseSamples | DetectSamples
+        if self.detector:
+            self.augment: Augment | DetectAugment = DetectAugment()
+            self.samples = DetectSamples(FrameImages([train_set]), config.input_size, self.norm, self.augment,
+                                         seed=cfg.seed, stride=config.stride)
+        else:
+            self.augment = Augment()
+            cache = CropCache(train_set, config.input_size, cfg.cache_dir)
+            self.samples = PoseSamples(cache, self.norm, self.augment, seed=cfg.seed, stride=config.stride)
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
 
     @property
@@ -182,32 +199,37 @@ class Trainer:
             "name": self.cfg.model,
             "trained": True,
             "data": self.train_set.name,
-            "validation": self.val_set.name if self.val_set else None,
+            "validation": " + ".join(v.name for v in self.val_sets) or None,
             "steps": self.step,
             "epochs": self.step / self.steps_per_epoch,
             "training_seconds": round(self.seconds, 1),
             "train_config": asdict(self.cfg),
-            "augmentation": asdict(Augment()),
+            "augmentation": asdict(self.augment),
             "metrics": self.last_metrics(),
             "machine": self.machine,
             "versions": {"streampose": streampose.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},
         }
-        c = ck.Checkpoint(self.net.cfg, self.train_set.joints, self.norm, meta, state, extra)
+        c = ck.Checkpoint(self.net.cfg, self.joints, self.norm, meta, state, extra)
         return ck.save(c, path)
 
     def last_metrics(self) -> dict[str, Any]:
         vals = [e for e in self.log if e.get("kind") == "val"]
         return vals[-1]["report"] if vals else {}
 
-    def validate(self) -> Report | None:
-        if self.val_set is None:
-            return None
+    def validate(self) -> dict[str, dict[str, Any]]:
+        """Each validation set's report (as a dict), by the set's name."""
         self.net.eval()
-        c = ck.Checkpoint(self.net.cfg, self.train_set.joints, self.norm, state_dict=self.net.state_dict())
-        rep = score(TorchBackend(c, device=str(self.device)), self.val_set, flip=self.cfg.flip_val, progress=False)
+        c = ck.Checkpoint(self.net.cfg, self.joints, self.norm, state_dict=self.net.state_dict())
+        backend = TorchBackend(c, device=str(self.device))
+        out = {}
+        for v in self.val_sets:
+            if self.detector:
+                out[v.name] = top1(PersonDetector(backend), v, progress=False).to_dict()
+            else:
+                out[v.name] = score(backend, v, flip=self.cfg.flip_val, progress=False).to_dict()
         self.net.train()
-        return rep
+        return out
 
     def loader(self, total: int) -> torch.utils.data.DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Batches from the current step to `total`, made by worker processes where there are cores to spare.
@@ -274,7 +296,7 @@ class Trainer:
             target, weight = target.to(self.device, non_blocking=True), weight.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 outputs = self.net(x)
-            loss = masked_mse(outputs, target, weight)
+            loss = centernet_loss(outputs, target, weight) if self.detector else masked_mse(outputs, target, weight)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             self.opt.step()
@@ -305,12 +327,16 @@ class Trainer:
                 return
 
     def _end_of_epoch(self, epoch: int) -> None:
-        rep = self.validate()
-        if rep is not None:
-            self.log.append({"kind": "val", "step": self.step, "epoch": epoch, "limbs": rep.limbs, "all": rep.all,
-                             "report": rep.to_dict()})
-            print(f"\nepoch {epoch}: {rep.metric} limbs {100 * rep.limbs:.1f}  all {100 * rep.all:.1f}",
-                  file=sys.stderr)
+        reports = self.validate()
+        if reports:
+            first = next(iter(reports.values()))  # the curve follows the first set; the log keeps them all
+            keys = ("recall", "mean_iou") if self.detector else ("limbs", "all")
+            entry = {"kind": "val", "step": self.step, "epoch": epoch, **{k: first[k] for k in keys}}
+            self.log.append({**entry, "report": first, "reports": reports})
+            for name, r in reports.items():
+                said = (f"top-1 recall {100 * r['recall']:.1f}  mean IoU {r['mean_iou']:.3f}" if self.detector else
+                        f"{r['metric']} limbs {100 * r['limbs']:.1f}  all {100 * r['all']:.1f}")
+                print(f"\nepoch {epoch} {name}: {said}", file=sys.stderr)
         self.checkpoint(self.last_path)
         self.write_log()
 
@@ -352,13 +378,16 @@ def plot_curve(log: list[dict[str, Any]], path: Path, title: str) -> None:
     if tr:
         ax.plot([e["step"] for e in tr], [e["loss"] for e in tr], color="tab:blue", lw=1)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (MSE, all stacks)", color="tab:blue")
+    ax.set_ylabel("training loss (all stacks)", color="tab:blue")
     ax.set_yscale("log")
     if va:
         ax2 = ax.twinx()
-        ax2.plot([e["step"] for e in va], [100 * e["limbs"] for e in va], "o-", color="tab:red", label="limbs")
-        ax2.plot([e["step"] for e in va], [100 * e["all"] for e in va], "s--", color="tab:orange", label="all")
-        ax2.set_ylabel("validation PCK@0.2 (%)", color="tab:red")
+        detector = "recall" in va[0]
+        a, b = ("recall", "mean_iou") if detector else ("limbs", "all")
+        ax2.plot([e["step"] for e in va], [100 * e[a] for e in va], "o-", color="tab:red", label=a)
+        ax2.plot([e["step"] for e in va], [100 * e[b] for e in va], "s--", color="tab:orange",
+                 label="mean IoU x 100" if detector else b)
+        ax2.set_ylabel("validation top-1 recall@0.5 (%)" if detector else "validation PCK@0.2 (%)", color="tab:red")
         ax2.legend(loc="lower right")
     ax.set_title(f"{title} training")
     fig.tight_layout()

@@ -21,7 +21,9 @@ from streampose import models
 from streampose.backends import create
 from streampose.info import cpu
 from streampose.model import conv_macs, count_parameters
+from streampose.detector import PersonDetector
 from train.datasets import open_dataset
+from train.detect_eval import composites, top1
 from train.evaluate import score
 
 
@@ -31,12 +33,18 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
     weights = ck.save(ck.Checkpoint(src.config, src.joints, src.normalization, src.metadata, src.state_dict),
                       dest / f"{name}.pt", half=True)
     shipped = ck.load(weights)
-    val = open_dataset(val_spec or src.metadata["validation"])
-    metrics = {}
+    vals = [open_dataset(v) for v in (val_spec or src.metadata["validation"]).split(" + ")]
+    metrics: dict[str, Any] = {}
     with create("torch", shipped) as backend:
-        for flip in (False, True):
-            rep = score(backend, val, flip=flip)
-            metrics["flip" if flip else "plain"] = rep.to_dict()
+        if src.config.head == "centernet":  # a detector: recall on whole images and on composites of small people
+            detector = PersonDetector(backend)
+            for val in vals:
+                metrics[val.name] = {"top1": top1(detector, val).to_dict(),
+                                     "composites": composites(detector, val).to_dict()}
+        else:
+            for flip in (False, True):
+                rep = score(backend, vals[0], flip=flip)
+                metrics["flip" if flip else "plain"] = rep.to_dict()
     card = {
         "name": name,
         "summary": models.PRESETS[name].summary if name in models.PRESETS else "",
@@ -47,7 +55,8 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
         "gmac": round(conv_macs(src.config) / 1e9, 3),
         "weights": {"file": weights.name, "dtype": "float16", "bytes": weights.stat().st_size},
         "data": {"train": src.metadata["data"], "validation": src.metadata["validation"],
-                 "licence": "LSP-extended (Johnson & Everingham 2011), Flickr images: research use only"},
+                 "licence": "LSP (Johnson & Everingham 2010) and LSP-extended (2011), Flickr images: research use "
+                            "only"},
         "training": _training(src.metadata, machine or src.metadata.get("machine")
                               or f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}"),
         "validation": metrics,
@@ -90,7 +99,11 @@ def main() -> None:
     args = ap.parse_args()
     card = ship(args.run, args.name, args.command, args.val, machine=args.machine)
     for kind, rep in card["validation"].items():
-        print(f"{kind:>5}: {rep['metric']} limbs {100 * rep['limbs']:.1f}  all {100 * rep['all']:.1f}")
+        if "top1" in rep:
+            print(f"{kind}: top-1 recall {100 * rep['top1']['recall']:.1f} %, composites recall "
+                  f"{100 * rep['composites']['recall']:.1f} %, {rep['composites']['false_positives']:.2f} FP/frame")
+        else:
+            print(f"{kind:>5}: {rep['metric']} limbs {100 * rep['limbs']:.1f}  all {100 * rep['all']:.1f}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ class TensorRTBackend(Backend):
         cfg = self.meta.config
         # buffers for the largest batch, allocated once; a smaller batch uses their leading rows
         self.input = torch.empty((max_batch, 3, cfg.input_size, cfg.input_size), dtype=in_dtype, device=self.device)
-        self.output = torch.empty((max_batch, cfg.joints, cfg.heatmap_size, cfg.heatmap_size), dtype=out_dtype,
+        self.output = torch.empty((max_batch, cfg.outputs, cfg.heatmap_size, cfg.heatmap_size), dtype=out_dtype,
                                   device=self.device)
         for name, buf in ((self.input_name, self.input), (self.output_name, self.output)):
             if not self.context.set_tensor_address(name, buf.data_ptr()):

@@ -27,12 +27,23 @@ class HourglassConfig:
     joints: int = 16
     input_size: int = 256
     depth: int = 4
+    stem: int = 128
+    """Width of the stem's residuals (its first conv has half): the paper's 128. A detector that sees the whole
+    frame at 256 px narrows it, since the stem at full resolution is most of the work."""
+    head: str = "heatmaps"
+    """`heatmaps`: one heatmap per joint (pose). `centernet`: per class a centre heatmap (logits), then box
+    width and height (log heatmap pixels) and the centre's sub-pixel offset (Zhou et al. 2019, "Objects as
+    Points"), so a person detector is the same network family, run through the same engines."""
 
     def __post_init__(self) -> None:
         if self.stacks < 1 or self.depth < 1 or self.joints < 1:
             raise ValueError(f"stacks, depth and joints must be >= 1, got {self}")
         if self.features < 2 or self.features % 2:
             raise ValueError(f"features must be an even number >= 2, got {self.features}")
+        if self.stem < 4 or self.stem % 4:
+            raise ValueError(f"stem must be a multiple of 4, got {self.stem}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         # stem downsamples by 4, each hourglass level by 2 more
         multiple = 4 * 2**self.depth
         if self.input_size % multiple:
@@ -49,7 +60,12 @@ class HourglassConfig:
     def stride(self) -> int:
         return 4
 
-    def to_dict(self) -> dict[str, int]:
+    @property
+    def outputs(self) -> int:
+        """Output channels: a heatmap per joint, or per class a centre heatmap plus 4 box channels."""
+        return self.joints + 4 if self.head == "centernet" else self.joints
+
+    def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
 
     @classmethod
@@ -57,7 +73,13 @@ class HourglassConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown HourglassConfig fields: {sorted(unknown)}")
-        return cls(**{k: int(v) for k, v in d.items()})
+        head = str(d.get("head", cls.head))
+        return cls(**{k: int(v) for k, v in d.items() if k != "head"}, head=head)
+
+
+HEADS = ("heatmaps", "centernet")
+CENTER_PRIOR = -2.19
+"""Initial bias of a centre heatmap: sigmoid(-2.19) = 0.1, CenterNet's start for focal-loss training."""
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -111,18 +133,18 @@ class Hourglass(nn.Module):
 
 
 class Stem(nn.Module):
-    """7x7/2 conv, BN, ReLU, Residual 64->128, 2x2 max-pool, Residual 128->128, Residual 128->F."""
+    """7x7/2 conv, BN, ReLU, Residual W/2->W, 2x2 max-pool, Residual W->W, Residual W->F (W = 128 in the paper)."""
 
-    def __init__(self, features: int) -> None:
+    def __init__(self, features: int, width: int = 128) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(3, 64, 7, stride=2, padding=3),
-            nn.BatchNorm2d(64),
+            nn.Conv2d(3, width // 2, 7, stride=2, padding=3),
+            nn.BatchNorm2d(width // 2),
             nn.ReLU(inplace=True),
-            Residual(64, 128),
+            Residual(width // 2, width),
             nn.MaxPool2d(2, 2),
-            Residual(128, 128),
-            Residual(128, features),
+            Residual(width, width),
+            Residual(width, features),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -131,13 +153,17 @@ class Stem(nn.Module):
 
 
 class Stack(nn.Module):
-    """Hourglass -> Residual -> lin -> 1x1 conv to K heatmaps (no sigmoid)."""
+    """Hourglass -> Residual -> lin -> 1x1 conv to the outputs (K heatmaps, or CenterNet's maps; no sigmoid)."""
 
     def __init__(self, cfg: HourglassConfig) -> None:
         super().__init__()
         f = cfg.features
         self.features = nn.Sequential(Hourglass(cfg.depth, f), Residual(f, f), conv_bn_relu(f, f))
-        self.heatmaps = nn.Conv2d(f, cfg.joints, 1)
+        self.heatmaps = nn.Conv2d(f, cfg.outputs, 1)
+        if cfg.head == "centernet":
+            assert self.heatmaps.bias is not None
+            with torch.no_grad():
+                self.heatmaps.bias[: cfg.joints].fill_(CENTER_PRIOR)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         feats = self.features(x)
@@ -150,7 +176,7 @@ class Merge(nn.Module):
     def __init__(self, cfg: HourglassConfig) -> None:
         super().__init__()
         self.from_features = nn.Conv2d(cfg.features, cfg.features, 1)
-        self.from_heatmaps = nn.Conv2d(cfg.joints, cfg.features, 1)
+        self.from_heatmaps = nn.Conv2d(cfg.outputs, cfg.features, 1)
 
     def forward(self, x: Tensor, feats: Tensor, heatmaps: Tensor) -> Tensor:
         out: Tensor = x + self.from_features(feats) + self.from_heatmaps(heatmaps)
@@ -158,7 +184,8 @@ class Merge(nn.Module):
 
 
 class StackedHourglass(nn.Module):
-    """The network. Takes (N, 3, S, S) normalised crops, gives (N, K, S/4, S/4) heatmaps.
+    """The network. Takes (N, 3, S, S) normalised crops, gives (N, K, S/4, S/4) heatmaps (`cfg.outputs`
+    channels: with the `centernet` head, a detector's maps).
 
     In training mode `forward` returns a list with every stack's heatmaps (intermediate
     supervision); in eval mode (inference, export) it returns only the last stack's.
@@ -167,7 +194,7 @@ class StackedHourglass(nn.Module):
     def __init__(self, cfg: HourglassConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.stem = Stem(cfg.features)
+        self.stem = Stem(cfg.features, cfg.stem)
         self.stacks = nn.ModuleList(Stack(cfg) for _ in range(cfg.stacks))
         # weights are not shared across stacks; the last stack has nothing to merge into
         self.merges = nn.ModuleList(Merge(cfg) for _ in range(cfg.stacks - 1))

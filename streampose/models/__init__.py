@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from streampose.joints import LSP14, JointSet
+from streampose.joints import LSP14, PERSON, JointSet
 from streampose.model import HourglassConfig
 
 HERE = Path(__file__).parent
@@ -33,8 +33,13 @@ PRESETS: dict[str, Preset] = {
     # on (6.5 img/s), a 128-px one 7 min; `streampose train --config hg2 --input-size 256` trains the paper's size
     "hg2": Preset(HourglassConfig(stacks=2, features=256, joints=_K, input_size=128), LSP14,
                   "the paper's 2-stack, 256-feature hourglass at 128 px: more accurate, 2.7x the work of hg2-lite"),
+    # finds people in whole frames: CenterNet heads on a 2-stack hourglass, the frame letterboxed to 256 px,
+    # with a narrow stem (the stem at full resolution would be most of the work)
+    "person-det": Preset(HourglassConfig(stacks=2, features=64, joints=1, input_size=256, stem=32, head="centernet"),
+                         PERSON, "person detector: 2-stack hourglass, CenterNet heads, the whole frame at 256 px"),
 }
 DEFAULT = "hg2-lite"
+DETECTOR = "person-det"
 
 
 def shipped() -> list[str]:
