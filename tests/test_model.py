@@ -9,8 +9,10 @@ from streampose.model import HourglassConfig, StackedHourglass, conv_macs, count
 REFERENCE_COUNTS = {1: 3_426_448, 2: 6_570_400, 4: 12_858_304, 8: 25_434_112}
 
 
-def analytic_count(stacks: int, features: int, joints: int, depth: int = 4) -> int:
-    """The same count derived by hand from the layout, without building any module."""
+def analytic_count(stacks: int, features: int, joints: int, depth: int = 4, stem: int = 128,
+                   outputs: int | None = None) -> int:
+    """The same count derived by hand from the layout, without building any module; `outputs` is the head's
+    channels (the joints, or a detector's centre heatmap plus 4 box channels)."""
 
     def conv(i: int, o: int, k: int = 1) -> int:
         return i * o * k * k + o
@@ -23,12 +25,12 @@ def analytic_count(stacks: int, features: int, joints: int, depth: int = 4) -> i
         body = bn(i) + conv(i, m) + bn(m) + conv(m, m, 3) + bn(m) + conv(m, o)
         return body + (0 if i == o else conv(i, o))
 
-    f, k = features, joints
-    stem = conv(3, 64, 7) + bn(64) + residual(64, 128) + residual(128, 128) + residual(128, f)
+    f, k, w = features, outputs or joints, stem
+    stem_params = conv(3, w // 2, 7) + bn(w // 2) + residual(w // 2, w) + residual(w, w) + residual(w, f)
     hourglass = (3 * depth + 1) * residual(f, f)  # 3 residuals per level, 1 more at the bottom
     stack = hourglass + residual(f, f) + conv(f, f) + bn(f) + conv(f, k)
     merge = conv(f, f) + conv(k, f)
-    return stem + stacks * stack + (stacks - 1) * merge
+    return stem_params + stacks * stack + (stacks - 1) * merge
 
 
 @pytest.mark.parametrize("stacks", sorted(REFERENCE_COUNTS))
@@ -70,6 +72,26 @@ def test_output_shapes_train_and_eval(cfg: HourglassConfig) -> None:
     torch.testing.assert_close(last, all_eval[-1])
 
 
+def test_the_person_detector_config() -> None:
+    """person-det: the same blocks with a narrow stem and CenterNet's maps (centre, log w, log h, offsets)."""
+    from streampose import models
+
+    cfg = models.PRESETS[models.DETECTOR].config
+    assert (cfg.head, cfg.joints, cfg.outputs, cfg.stem, cfg.input_size) == ("centernet", 1, 5, 32, 256)
+    net = StackedHourglass(cfg)
+    assert count_parameters(net) == analytic_count(cfg.stacks, cfg.features, 1, stem=32, outputs=5) == 421_674
+    assert round(conv_macs(cfg) / 1e9, 3) == 0.551  # 0.72 x hg2-lite's work, on 4 x its input pixels
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 3, 256, 256))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 5, 64, 64)
+    # the centre heatmap starts at CenterNet's prior: sigmoid 0.1 everywhere
+    assert torch.sigmoid(net.stacks[-1].heatmaps.bias[0]).item() == pytest.approx(0.1, abs=1e-3)
+    assert HourglassConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in HourglassConfig().to_dict().items() if k not in ("stem", "head")}
+    assert HourglassConfig.from_dict(old) == HourglassConfig()  # checkpoints from before these fields
+
+
 def test_stacks_do_not_share_weights() -> None:
     net = StackedHourglass(HourglassConfig(stacks=2, features=32, joints=14, input_size=64))
     a, b = net.stacks[0].heatmaps.weight, net.stacks[1].heatmaps.weight
@@ -84,11 +106,12 @@ def test_conv_macs_match_baseline() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"stacks": 0}, {"features": 3}, {"input_size": 100}, {"joints": 0}, {"depth": 0}],
+    [{"stacks": 0}, {"features": 3}, {"input_size": 100}, {"joints": 0}, {"depth": 0}, {"stem": 6},
+     {"head": "yolo"}],
 )
-def test_bad_config_is_rejected(kwargs: dict[str, int]) -> None:
+def test_bad_config_is_rejected(kwargs: dict[str, int | str]) -> None:
     with pytest.raises(ValueError):
-        HourglassConfig(**kwargs)
+        HourglassConfig(**kwargs)  # type: ignore[arg-type]
 
 
 def test_config_dict_round_trip() -> None:

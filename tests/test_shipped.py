@@ -15,13 +15,14 @@ from train.datasets import load_lsp
 from train.evaluate import lsp_pck, predict
 
 SHIPPED = models.shipped()
+POSE = [n for n in SHIPPED if n != models.DETECTOR]
 
 
-def test_the_default_model_is_shipped() -> None:
-    assert models.DEFAULT in SHIPPED
+def test_the_default_models_are_shipped() -> None:
+    assert models.DEFAULT in SHIPPED and models.DETECTOR in SHIPPED
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", POSE)
 def test_model_card_matches_weights(name: str) -> None:
     card = json.loads((models.HERE / f"{name}.json").read_text())
     model = streampose.load_model(name)
@@ -31,7 +32,7 @@ def test_model_card_matches_weights(name: str) -> None:
     assert (models.HERE / f"{name}.pt").stat().st_size < 20 * 2**20
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", POSE)
 def test_shipped_model_scores_on_held_out_lspet(name: str, data: Path) -> None:
     """A slice of the validation split, scored as the model card scores it: within a few points of
     the card's figure (a slice is noisier than the whole split), and far above chance."""
@@ -60,3 +61,43 @@ def test_default_model_finds_the_footballer(messi: Path) -> None:
         torso = [pose[n] for n in ("head_top", "neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip")]
         assert all(180 < x < 330 and 50 < yy < 260 for x, yy, _ in torso)
         assert pose.score > 0.25
+
+
+def test_detector_card_matches_weights() -> None:
+    card = json.loads((models.HERE / f"{models.DETECTOR}.json").read_text())
+    model = streampose.load_model(models.DETECTOR)
+    assert card["config"] == model.config.to_dict() and model.config.head == "centernet"
+    assert model.metadata["trained"] and card["training"]["steps"] == model.metadata["steps"] and card["commands"]
+    assert (models.HERE / f"{models.DETECTOR}.pt").stat().st_size < 5 * 2**20  # "a few MB at most"
+    assert {v["top1"]["recall"] > 0.5 for v in card["validation"].values()} == {True}
+
+
+def test_shipped_detector_finds_the_person_in_held_out_images(data: Path) -> None:
+    """Top-1 recall at IoU 0.5 on slices of both validation splits, within a few points of the card's figure
+    and high in absolute terms; its crop feeds the pose model to a pose that scores like the card's."""
+    from streampose.detector import open_detector
+    from train.detect_eval import top1
+
+    card = json.loads((models.HERE / f"{models.DETECTOR}.json").read_text())
+    for folder, first, last in (("lspet", 8501, 8650), ("lsp", 901, 950)):
+        root = data / folder
+        if not (root / "joints.mat").is_file():
+            pytest.skip(f"{root} missing from the shared data")
+        val = load_lsp(root, first, last)
+        with open_detector(backend="torch") as det:
+            rep = top1(det, val, progress=False)
+        on_card = next(v["top1"]["recall"] for k, v in card["validation"].items() if f"/{folder}@" in k)
+        assert rep.recall >= on_card - 0.06 and rep.recall >= 0.85, (folder, rep)
+
+
+def test_shipped_detector_finds_the_footballer_and_the_two_players(messi: Path, data: Path) -> None:
+    from streampose.detector import open_detector
+
+    with open_detector(backend="torch") as det:
+        boxes = det(cv2.imread(str(messi)))  # one player mid-kick, crowd behind: he is the best detection
+        x, y, w, h, score = boxes[0]
+        assert 150 < x + w / 2 < 350 and 40 < y + h / 2 < 280 and h > 150 and score > 0.3
+        two = det(cv2.imread(str(data / "images" / "basketball1.png")))
+        assert len(two) >= 2 and (two[:2, 4] > 0.3).all()
+        centres = sorted(two[:2, 0] + two[:2, 2] / 2)
+        assert centres[1] - centres[0] > 100  # two people, side by side, not one twice

@@ -50,7 +50,7 @@ def test_resume_is_exact(lspet: Path, tmp_path: Path) -> None:
     split.run()
     cfg = TrainConfig(out=str(tmp_path / "b" / "run"), cache_dir=str(tmp_path / "b" / "cache"), batch=8,
                       checkpoint_every=2, epochs=2, max_steps=5)
-    resumed = Trainer(cfg, split.train_set, split.val_set, resume=True)
+    resumed = Trainer(cfg, split.train_set, split.val_sets, resume=True)
     assert resumed.step == 3
     resumed.run()
     assert resumed.step == straight.step == 5
@@ -214,6 +214,56 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     assert history["weights"] == str(tmp_path / "run2" / "last.pt") and history["started_from"]["steps"] == 2
     bad = subprocess.run([exe, "train", "--data", "nope:x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "FORMAT:PATH" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_detector_trains_on_two_datasets_resumes_ships_and_finds_people_in_a_run(
+        lspet: Path, data: Path, tmp_path: Path, studio_clip: Path) -> None:
+    """`--config person-det`: a few steps on whole frames composed of LSPET and LSP images (at 64 px, to be
+    quick), each validation set reported; resumed exactly where it stopped; shipped with a card that scores it;
+    evaluated by `streampose eval`; and a run on a real clip finds people with it (the trained detector's
+    maps through the runtime: exactly one message per frame, whoever it finds)."""
+    import subprocess
+    import sys
+
+    from streampose.detector import open_detector
+    from streampose.runtime import PoseStream
+    from train.ship import ship
+
+    lsp = data / "lsp"
+    if not (lsp / "joints.mat").is_file():
+        pytest.skip(f"{lsp}/joints.mat missing from the shared data")
+    exe = str(Path(sys.executable).parent / "streampose")
+    run = tmp_path / "det"
+    common = ["--config", "person-det", "--data", f"lsp:{lspet}@1-12", "--data", f"lsp:{lsp}@1-4",
+              "--val", f"lsp:{lspet}@8501-8504", "--val", f"lsp:{lsp}@901-903", "--batch", "4", "--input-size", "64",
+              "--optimizer", "adam", "--lr", "1e-3", "--out", str(run)]
+    r = subprocess.run([exe, "train", *common, "--max-steps", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "top-1 recall" in r.stderr and f"lsp:{lsp}@901-903" in r.stderr  # both validation sets reported
+    r = subprocess.run([exe, "train", *common, "--max-steps", "3", "--resume"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "trained 3 steps" in r.stdout, r.stderr
+    c = ck.load(run / "last.pt")
+    assert c.config.head == "centernet" and c.joints.name == "PERSON" and c.metadata["steps"] == 3
+    assert c.metadata["data"] == f"lsp:{lspet}@1-12 + lsp:{lsp}@1-4"
+    vals = [e for e in json.loads((run / "log.json").read_text()) if e["kind"] == "val"]
+    assert vals and set(vals[-1]["reports"]) == {f"lsp:{lspet}@8501-8504", f"lsp:{lsp}@901-903"}
+    assert 0 <= vals[-1]["recall"] <= 1
+    card = ship(run, "person-det", ["streampose train ..."], dest=tmp_path)
+    assert set(card["validation"][f"lsp:{lsp}@901-903"]) == {"top1", "composites"}
+    out = tmp_path / "det.json"
+    r = subprocess.run([exe, "eval", str(tmp_path / "person-det.pt"), "--data", f"lsp:{lspet}@8501-8504",
+                        "--composites", "3", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "top-1 recall@0.5" in r.stdout and "false positives per frame" in r.stdout
+    assert json.loads(out.read_text())["composites"]["frames"] == 3
+    with open_detector(tmp_path / "person-det.pt", backend="torch", threshold=0.0) as det:
+        assert det.backend.info.input_size == 64
+        with PoseStream(str(studio_clip), backend="torch", detector=det, people=2) as stream:
+            results = [r for _, r in zip(range(6), stream, strict=False)]
+    assert [r.frame.index for r in results] == list(range(6))
+    assert all(len(r.poses) == 2 for r in results)  # threshold 0: someone, whatever it found, and ids for them
+    assert all({p.id for p in r.poses} <= set(range(12)) for r in results)
 
 
 def test_a_finished_run_is_never_overwritten(lspet: Path, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 LSP and LSPET images are each one person, labelled by its joints; the box is `detect.person_box` of the joints
 that carry coordinates (occluded ones too). A sample is a black square canvas, the network input, holding one
-image zoomed out (the person 5-100 % of the frame height, log-uniform, anywhere) or a mosaic of 2-4 images in
+image (half the time framed as photos frame people, 40-100 % of the height; otherwise zoomed out, 5-100 %,
+log-uniform; anywhere in the frame) or, 30 % of the time, a mosaic of 2-4 images in
 cells of a random split, each with its person at a random size and place inside its cell; the rest of each
 image shows around its person, so edges, backgrounds and the unlabelled people behind are negatives. Half the
 canvases start from another image blurred beyond recognition (sigma 1/32 of the side) rather than black, so
@@ -44,10 +45,14 @@ GAUSSIAN_ALPHA = 0.54
 
 @dataclass(frozen=True)
 class DetectAugment:
-    mosaic_prob: float = 0.5
+    mosaic_prob: float = 0.3
     background_prob: float = 0.5
     min_height: float = 0.05
     max_height: float = 1.0
+    framed_prob: float = 0.5
+    """A single image's person is as photos and videos frame people (`framed` share of the height, uniform)
+    this often; otherwise anywhere from `min_height` to `max_height`, log-uniform."""
+    framed: tuple[float, float] = (0.4, 1.0)
     flip_prob: float = 0.5
     color: float = 0.25
     gray_prob: float = 0.1
@@ -110,9 +115,12 @@ def place(rng: np.random.Generator, box: F64, cell: tuple[int, int, int, int], c
     cx, cy, cw, ch = cell
     bw, bh = float(box[2]), float(box[3])
     fit = min(cw / bw, ch / bh)
-    lo = aug.min_height * canvas / bh
-    hi = min(aug.max_height * canvas / bh, fit)
-    s = hi if lo >= hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    if (cw, ch) == (canvas, canvas) and rng.random() < aug.framed_prob:
+        s = min(float(rng.uniform(*aug.framed)) * canvas / bh, fit)
+    else:
+        lo = aug.min_height * canvas / bh
+        hi = min(aug.max_height * canvas / bh, fit)
+        s = hi if lo >= hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     px = cx + rng.uniform(0, max(cw - s * bw, 0))
     py = cy + rng.uniform(0, max(ch - s * bh, 0))
     return np.array([[s, 0.0, px - s * box[0]], [0.0, s, py - s * box[1]]])

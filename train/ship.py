@@ -19,9 +19,9 @@ import torch
 from streampose import checkpoint as ck
 from streampose import models
 from streampose.backends import create
+from streampose.detector import PersonDetector
 from streampose.info import cpu
 from streampose.model import conv_macs, count_parameters
-from streampose.detector import PersonDetector
 from train.datasets import open_dataset
 from train.detect_eval import composites, top1
 from train.evaluate import score

@@ -1,34 +1,44 @@
 """streampose against other pose models, in one run: speed first, accuracy second.
 
-    python tools/peers/compare.py                      # both default clips, 3 rounds, LSPET accuracy
-    python tools/peers/compare.py --quick              # smoke test: 40 frames, 20 images, 1 round
+    python tools/peers/compare.py                      # every peer, both clips, 3 rounds, both accuracy sets
+    python tools/peers/compare.py --quick              # smoke test: 40 frames, 20 images a set, 1 round
+    python tools/peers/compare.py --no-speed --peers yolo --datasets lsp --detector runs/person-det/last.pt
     python tools/peers/compare.py --clips clip.mp4 --rounds 5 --json peers.json --no-accuracy
 
-Peers run in their own virtual environments (see envs.py; created on first use under
-~/.cache/streampose/peers), each through a runner script in a subprocess, because their pinned
-dependencies conflict with ours (mediapipe 0.10.21 needs numpy < 2 and opencv-contrib).
+The peers, MediaPipe BlazePose full and YOLO11n-pose (Ultralytics), run in their own virtual environments
+(see envs.py; created on first use under ~/.cache/streampose/peers), each through a runner script in a
+subprocess, because their pinned dependencies conflict with ours (mediapipe 0.10.21 needs numpy < 2 and
+opencv-contrib; Ultralytics needs torchvision).
 
-Speed, per clip, alternating ours / peer rounds so that machine noise hits both alike (medians):
+Speed, per clip, alternating ours / each peer round by round so that machine noise hits all alike (medians):
 - ours: `PoseStream(clip, max_batch=...)` with the default model and backend (auto), the centered-person
   crop, every result consumed; frames / wall seconds from the first frame read to the last result, with
   the backend opened and warmed up beforehand (model loading is not timed).
-- MediaPipe BlazePose full in video (tracking) mode, its fastest real use: the runner's own figure,
-  decode + BGR->RGB + inference after a few warm-up frames, its process start-up excluded.
-Both read the clip from frame 0 (`--frames N`: the first N frames only) with all cores available.
+- MediaPipe BlazePose full in video (tracking) mode, its fastest real use; YOLO11n-pose `predict` on each
+  frame at `--yolo-imgsz`: the runner's own figure, decode + inference after a few warm-up frames, its
+  process start-up excluded.
+All read the clip from frame 0 (`--frames N`: the first N frames only) with all cores available.
 
-Accuracy: PCK@0.2 (torso) over the 12 limb joints on LSPET images 8501-9000 with the LSP protocol
-of train/evaluate.py. Ours: exactly what `streampose eval` does (torch backend for a named model or
-checkpoint). The peer gets the same square crop our model sees (1.25 x the labelled-joint box),
-warped to `--peer-crop` pixels (`--peer-context F`: F times its side, same centre; the table then
-says so), and its landmarks are mapped back to image pixels; BlazePose's 33
-landmarks map onto LSP14 by `MP33_TO_LSP14` (person-centric left/right on both sides). Neck and
-head top have no BlazePose counterpart, so only the limbs are compared; an image where the peer
-finds no person counts every joint as missed.
+Accuracy: PCK@0.2 (torso) over the 12 limb joints with the LSP protocol of train/evaluate.py, on each of
+`DATASETS` (LSPET's validation images 8501-9000 and LSP images 901-1000, neither trained on), in two
+protocols (`PROTOCOLS`):
+- crop given: ours is exactly what `streampose eval` does (torch backend for a named model or checkpoint).
+  Each peer gets the same square crop our model sees (1.25 x the labelled-joint box), warped to
+  `--peer-crop` pixels (`--peer-context F`: F times its side, same centre), and its landmarks are mapped
+  back to image pixels.
+- full image: every model gets the whole image and must find the person itself, and its most confident
+  person is scored: ours through `train.evaluate.score_full_image` (the person detector `--detector`, then
+  the pose model, as `streampose run` treats images), BlazePose in static-image mode (its detector picks
+  one person), YOLO's box of highest confidence (also in a crop that holds several people).
+An image where a model finds no one counts every joint as missed; the tables say how often one was found.
+Peer landmarks map onto LSP14 by `LAYOUTS` (person-centric left/right on all sides). Neck and head top have
+no counterpart in either peer, so only the limbs are compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -49,10 +59,12 @@ import streampose
 from streampose import models
 from streampose.api import PoseEstimator
 from streampose.backends import create, is_engine
+from streampose.detector import PersonDetector, open_detector
 from streampose.geometry import crop_transform
+from streampose.joints import COCO17, LIMBS12
 from streampose.runtime import PoseStream
 from train.datasets import Dataset, load_lsp
-from train.evaluate import Report, lsp_pck, score
+from train.evaluate import Report, lsp_pck, score, score_full_image
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script, the folder is there already; imported, it may not be
@@ -62,7 +74,11 @@ from envs import PEERS, Peer, cache_root, ensure_venv  # noqa: E402
 ROOT = HERE.parents[1]
 DATA = Path(os.environ.get("STREAMPOSE_DATA", ROOT.parent / "shared" / "data"))
 DEFAULT_CLIPS = [DATA / "video" / "single_person_studio.mp4", DATA / "video" / "two_people_1080p.mp4"]
-LSP_VAL = (8501, 9000)
+DATASETS: dict[str, tuple[str, int, int]] = {"lspet": ("lspet", 8501, 9000), "lsp": ("lsp", 901, 1000)}
+"""Accuracy sets: name -> (folder under --data, first and last image number). tools/performance.py plots the
+first set's crop-given figure."""
+PROTOCOLS = {"crop": "crop given", "full": "full image"}
+"""Accuracy protocols: name -> how tables head them."""
 
 MP33_TO_LSP14: dict[str, int] = {
     "r_ankle": 28, "r_knee": 26, "r_hip": 24, "l_hip": 23, "l_knee": 25, "l_ankle": 27,
@@ -70,34 +86,58 @@ MP33_TO_LSP14: dict[str, int] = {
 }
 """LSP14 joint -> BlazePose landmark index. BlazePose's left/right are the person's own, as LSP's
 (index 28 is the right ankle). LSP's neck and head_top have no counterpart and stay unscored."""
+COCO17_TO_LSP14: dict[str, int] = {name: COCO17.index(name) for name in LIMBS12}
+"""LSP14 joint -> COCO17 keypoint index (YOLO's order), by name: COCO's left/right are the person's own too,
+and the 12 limbs are all its joints that LSP14 has (neck and head_top are not COCO keypoints)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A peer's landmarks: how many its runner returns, and which of them is each LSP14 limb joint."""
+
+    name: str
+    count: int
+    to_lsp14: dict[str, int]
+
+
+LAYOUTS = {"mediapipe": Layout("BlazePose", 33, MP33_TO_LSP14), "yolo": Layout("COCO17", 17, COCO17_TO_LSP14)}
+"""Each peer's layout, by its name in envs.PEERS."""
 
 QUICK = {"frames": 40, "images": 20, "rounds": 1, "warmup": 5}
 FULL = {"frames": 0, "images": 0, "rounds": 3, "warmup": 10}
 
 
-def mp33_to_lsp14(landmarks: npt.ArrayLike | None, names: Sequence[str]) -> npt.NDArray[np.float32]:
-    """(33, >=3) BlazePose landmarks (x, y, visibility) -> (len(names), 3) in the order of `names`
-    (an LSP14 joint list). Joints without a BlazePose counterpart, and every joint where no person was
-    found (`landmarks` None), are NaN, which PCK counts as missed."""
+def to_lsp14(landmarks: npt.ArrayLike | None, names: Sequence[str], layout: Layout) -> npt.NDArray[np.float32]:
+    """(layout.count, >=3) landmarks (x, y, visibility or confidence) -> (len(names), 3) in the order of
+    `names` (an LSP14 joint list). Joints without a counterpart in the layout, and every joint where no
+    person was found (`landmarks` None), are NaN, which PCK counts as missed."""
     out = np.full((len(names), 3), np.nan, dtype=np.float32)
     if landmarks is None:
         return out
     lm = np.asarray(landmarks, dtype=np.float32)
-    if lm.ndim != 2 or lm.shape[0] != 33 or lm.shape[1] < 3:
-        raise ValueError(f"expected (33, 3) BlazePose landmarks, got shape {lm.shape}")
+    if lm.ndim != 2 or lm.shape[0] != layout.count or lm.shape[1] < 3:
+        raise ValueError(f"expected ({layout.count}, 3) {layout.name} landmarks, got shape {lm.shape}")
     for i, name in enumerate(names):
-        if name in MP33_TO_LSP14:
-            out[i] = lm[MP33_TO_LSP14[name], :3]
+        if name in layout.to_lsp14:
+            out[i] = lm[layout.to_lsp14[name], :3]
     return out
+
+
+# --- tables --------------------------------------------------------------------------------------
+def align(cells: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as aligned lines: the first column left, the others right, a rule under the heading."""
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = [r[0].ljust(widths[0]) + "".join(f"  {v:>{w}}" for v, w in zip(r[1:], widths[1:], strict=True))
+             for r in cells]
+    return [lines[0], "-" * len(lines[0]), *lines[1:]]
 
 
 @dataclass
 class Row:
-    """One model's line in the table: median fps per clip (clip name -> fps) and PCK limbs (0..1)."""
+    """One model's line in the speed table: median fps per clip (clip name -> fps)."""
 
     model: str
     fps: dict[str, float] = field(default_factory=dict)
-    pck_limbs: float | None = None
 
 
 def ratio(ours: float | None, peer: float | None) -> float | None:
@@ -105,31 +145,117 @@ def ratio(ours: float | None, peer: float | None) -> float | None:
     return ours / peer if ours is not None and peer else None
 
 
-def format_table(rows: Sequence[Row], clips: Sequence[str]) -> str:
-    """The comparison table. The first row is ours; each peer's fps cell adds `(ours / peer)`."""
-    if not rows:
+def format_speed(rows: Sequence[Row], clips: Sequence[str]) -> str:
+    """The speed table. The first row is ours; each peer's fps cell adds `(ours / peer)`."""
+    if not rows or not clips:
         return ""
     ours = rows[0]
-    cells = [["model", *(f"{c} fps" for c in clips), "PCK@0.2 limbs"]]
+    cells = [["model", *(f"{c} fps" for c in clips)]]
     for k, row in enumerate(rows):
         line = [row.model]
         for c in clips:
             fps = row.fps.get(c)
             r = ratio(ours.fps.get(c), fps) if k else None
             line.append("-" if fps is None else f"{fps:.1f}" + (f" ({r:.2f}x)" if r is not None else ""))
-        line.append("-" if row.pck_limbs is None else f"{100 * row.pck_limbs:.1f} %")
         cells.append(line)
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    out = [cells[0][0].ljust(widths[0]) + "".join(f"  {h:>{w}}" for h, w in zip(cells[0][1:], widths[1:], strict=True))]
-    out.append("-" * len(out[0]))
-    for line in cells[1:]:
-        out.append(line[0].ljust(widths[0]) + "".join(f"  {v:>{w}}" for v, w in zip(line[1:], widths[1:], strict=True)))
-    out.append("(Nx) = ours / that model, same clip, medians of alternating rounds")
-    return "\n".join(out)
+    return "\n".join([*align(cells), "(Nx) = ours / that model, same clip, medians of alternating rounds"])
+
+
+@dataclass
+class Score:
+    """A model's LSP report on one dataset under one protocol, and in how many of `of` images (or crops) it
+    found a person (None where it is not asked to: ours given the crop)."""
+
+    report: Report
+    found: int | None = None
+    of: int = 0
+
+    def to_json(self, limbs_only: bool) -> dict[str, Any]:
+        """The figures; `limbs_only` leaves out neck, head top and their mean (always missed by a peer)."""
+        per_joint = self.report.per_joint
+        out: dict[str, Any] = {"limbs": self.report.limbs,
+                               "per_joint": {n: per_joint[n] for n in LIMBS12} if limbs_only else per_joint}
+        if not limbs_only:
+            out["all"] = self.report.all
+        if self.found is not None:
+            out.update(person_found=self.found, of=self.of)
+        return {**out, **self.report.extra}
+
+
+@dataclass
+class Accuracy:
+    """One model's line in a dataset's accuracy table: protocol name -> its score."""
+
+    model: str
+    scores: dict[str, Score] = field(default_factory=dict)
+
+
+def format_accuracy(title: str, rows: Sequence[Accuracy], protocols: Sequence[str]) -> str:
+    """One dataset's accuracy table: PCK limbs and persons found per protocol, a row per model (ours first)."""
+    if not rows or not protocols:
+        return ""
+    first = rows[0].scores[protocols[0]].report
+    cells = [["model", *(h for p in protocols for h in (PROTOCOLS[p], "found"))]]
+    for row in rows:
+        line = [row.model]
+        for p in protocols:
+            s = row.scores.get(p)
+            line.append("-" if s is None else f"{100 * s.report.limbs:.1f} %")
+            line.append("-" if s is None or s.found is None else f"{s.found}/{s.of}")
+        cells.append(line)
+    head = (f"{title}: {first.metric}, 12 limb joints, {first.images} images scored ({first.skipped} skipped: "
+            "torso unlabelled)")
+    return "\n".join([head, *align(cells)])
+
+
+def footnote(ours: Accuracy, detector: str, crop_px: int, context: float) -> str:
+    """How the accuracy tables' models were run, from our row's scores (the protocols it was scored in)."""
+    lines = []
+    if "crop" in ours.scores:
+        side = f" (x{context:g} its side)" if context != 1 else ""
+        lines.append(f"crop given: ours with {ours.scores['crop'].report.extra['backend']}; the peers get our crop, "
+                     f"resampled to {crop_px} px{side}")
+    if "full" in ours.scores:
+        lines.append(f"full image: ours with the detector {detector}; each model's most confident person is scored")
+    return "\n".join(lines)
 
 
 def log(msg: str) -> None:
     print(f"peers: {msg}", file=sys.stderr, flush=True)
+
+
+# --- peers ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PeerRun:
+    """A peer ready to run: its venv's python, and the runner options this command line sets (`note` says
+    them in its label)."""
+
+    peer: Peer
+    python: Path
+    options: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.peer.label + (f" ({self.note})" if self.note else "")
+
+    def run(self, args: Sequence[str], timeout: float) -> list[str]:
+        """The runner's stdout lines; RuntimeError with the end of its stderr if it fails."""
+        runner = HERE / self.peer.runner
+        proc = subprocess.run([str(self.python), str(runner), *args, *self.options], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise RuntimeError(f"{self.peer.name} runner {' '.join(args[:1])} failed (exit {proc.returncode}):\n"
+                               f"{tail}")
+        return [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def peer_run(name: str, python: Path, yolo_imgsz: int) -> PeerRun:
+    """The peer `name` with the runner options the command line sets for it."""
+    if name == "yolo":
+        return PeerRun(PEERS[name], python, ("--imgsz", str(yolo_imgsz)), f"{yolo_imgsz} px")
+    return PeerRun(PEERS[name], python)
 
 
 # --- speed ---------------------------------------------------------------------------------------
@@ -146,84 +272,122 @@ def ours_speed(estimator: PoseEstimator, clip: str, frames: int, max_batch: int)
     return n, seconds
 
 
-def run_peer(python: Path, peer: Peer, args: Sequence[str], timeout: float) -> list[str]:
-    """The runner's stdout lines; RuntimeError with the end of its stderr if it fails."""
-    runner = HERE / peer.runner
-    proc = subprocess.run([str(python), str(runner), *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"{peer.name} runner {' '.join(args[:1])} failed (exit {proc.returncode}):\n{tail}")
-    return [line for line in proc.stdout.splitlines() if line.strip()]
-
-
-def peer_speed(python: Path, peer: Peer, clip: str, frames: int, warmup: int) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(run_peer(python, peer, ["speed", clip, "--frames", str(frames),
-                                                            "--warmup", str(warmup)], timeout=1800)[-1])
+def peer_speed(peer: PeerRun, clip: str, frames: int, warmup: int) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(peer.run(["speed", clip, "--frames", str(frames), "--warmup", str(warmup)],
+                                              timeout=1800)[-1])
     return out
 
 
-def speed(estimator: PoseEstimator, python: Path | None, peer: Peer, clips: Sequence[str], rounds: int, frames: int,
+def speed(estimator: PoseEstimator, peers: Sequence[PeerRun], clips: Sequence[str], rounds: int, frames: int,
           warmup: int, max_batch: int) -> dict[str, dict[str, Any]]:
-    """Per clip: ours and the peer, alternating, `rounds` each; medians and every round."""
+    """Per clip: ours and each peer, alternating, `rounds` each; medians and every round. `ratio` is ours /
+    the first peer (what tools/performance.py reads); each peer's entry has its own."""
     result: dict[str, dict[str, Any]] = {}
     for clip in clips:
         name = Path(clip).stem
-        ours_fps, peer_fps, peer_runs, ours_frames = [], [], [], 0
+        ours_fps: list[float] = []
+        peer_runs: dict[str, list[dict[str, Any]]] = {p.peer.name: [] for p in peers}
+        ours_frames = 0
         ours_speed(estimator, clip, max(warmup, max_batch), max_batch)  # warm-up, not timed
         for r in range(rounds):
             ours_frames, sec = ours_speed(estimator, clip, frames, max_batch)
             ours_fps.append(ours_frames / sec)
             log(f"{name} round {r + 1}/{rounds}: streampose {ours_fps[-1]:.1f} fps ({ours_frames} frames)")
-            if python is not None:
-                run = peer_speed(python, peer, clip, frames, warmup)
-                peer_runs.append(run)
-                peer_fps.append(float(run["fps"]))
-                log(f"{name} round {r + 1}/{rounds}: {peer.name} {run['fps']:.1f} fps ({run['frames']} frames, "
+            for p in peers:
+                run = peer_speed(p, clip, frames, warmup)
+                peer_runs[p.peer.name].append(run)
+                log(f"{name} round {r + 1}/{rounds}: {p.peer.name} {run['fps']:.1f} fps ({run['frames']} frames, "
                     f"person found in {run['detected']})")
-        entry: dict[str, Any] = {"clip": clip, "ours": {"fps": statistics.median(ours_fps), "rounds": ours_fps,
-                                                       "frames": ours_frames}}
-        if peer_fps:
-            last = peer_runs[-1]
-            entry[peer.name] = {"fps": statistics.median(peer_fps), "rounds": peer_fps, "frames": last["frames"],
-                                "detected": [run["detected"] for run in peer_runs], "versions": last["versions"]}
-            entry["ratio"] = ratio(entry["ours"]["fps"], entry[peer.name]["fps"])
+        ours_median = statistics.median(ours_fps)
+        entry: dict[str, Any] = {"clip": clip, "ours": {"fps": ours_median, "rounds": ours_fps, "frames": ours_frames}}
+        for peer_name, runs in peer_runs.items():
+            fps = [float(run["fps"]) for run in runs]
+            entry[peer_name] = {"fps": statistics.median(fps), "rounds": fps, "frames": runs[-1]["frames"],
+                                "detected": [run["detected"] for run in runs], "versions": runs[-1]["versions"],
+                                "ratio": ratio(ours_median, statistics.median(fps))}
+        if peers:
+            entry["ratio"] = entry[peers[0].peer.name]["ratio"]
         result[name] = entry
     return result
 
 
 # --- accuracy ------------------------------------------------------------------------------------
-def ours_accuracy(model: str, dataset: Dataset) -> tuple[Report, str]:
-    """`streampose eval` on `dataset`: its Report and the backend used."""
+def eval_backend(model: str) -> str:
+    """`streampose eval`'s backend: an engine's own (auto), torch for a name or checkpoint."""
+    return "auto" if is_engine(model) else "torch"
+
+
+def ours_accuracy(model: str, dataset: Dataset) -> Report:
+    """`streampose eval` on `dataset`: its Report, the backend used in its `extra`."""
     ckpt = model if is_engine(model) else streampose.load_model(model, joints=dataset.joints)
-    with create("auto" if is_engine(model) else "torch", ckpt) as backend:
+    with create(eval_backend(model), ckpt) as backend:
         report = score(backend, dataset, progress=False)
-        return report, f"{backend.info.name} {backend.info.precision}"
+        report.extra["backend"] = f"{backend.info.name} {backend.info.precision}"
+        return report
 
 
-def peer_items(dataset: Dataset, size: int, context: float = 1.0) -> list[dict[str, Any]]:
-    """What the peer runner crops: each image with the image->crop affine of our own crop (its side
-    times `context`, same centre), resampled to `size` px."""
+def peer_items(dataset: Dataset, size: int | None = None, context: float = 1.0) -> list[dict[str, Any]]:
+    """What a peer runner is given: each whole image (`size` None), or each image with the image->crop affine
+    of our own crop (its side times `context`, same centre), to be resampled to `size` px."""
+    if size is None:
+        return [{"image": str(a.image)} for a in dataset.items]
     return [{"image": str(a.image), "affine": crop_transform(a.center, a.scale * context, size).tolist(),
              "size": size} for a in dataset.items]
 
 
-def peer_accuracy(python: Path, peer: Peer, dataset: Dataset, size: int, context: float = 1.0
-                  ) -> tuple[Report, int]:
-    """The peer's LSP Report (limbs only meaningful) and the number of images where it found a person."""
+def peer_accuracy(peer: PeerRun, dataset: Dataset, items: list[dict[str, Any]]) -> Score:
+    """The peer's LSP Score on `items` (one per dataset image, as `peer_items` makes them): limbs only meaningful."""
     with tempfile.TemporaryDirectory() as tmp:
-        items = Path(tmp) / "items.json"
-        items.write_text(json.dumps(peer_items(dataset, size, context)))
-        lines = run_peer(python, peer, ["lsp", str(items)], timeout=3600)
+        path = Path(tmp) / "items.json"
+        path.write_text(json.dumps(items))
+        lines = peer.run(["landmarks", str(path)], timeout=3600)
     found: dict[int, Any] = {}
     for line in lines:
         row = json.loads(line)
         found[int(row["i"])] = row["landmarks"]
     if len(found) != len(dataset.items):
-        raise RuntimeError(f"{peer.name} runner returned {len(found)} results for {len(dataset.items)} images")
-    names = dataset.joints.names
-    pred = np.stack([mp33_to_lsp14(found[i], names) for i in range(len(dataset.items))])
-    return lsp_pck(pred, dataset), sum(v is not None for v in found.values())
+        raise RuntimeError(f"{peer.peer.name} runner returned {len(found)} results for {len(dataset.items)} images")
+    names, layout = dataset.joints.names, LAYOUTS[peer.peer.name]
+    pred = np.stack([to_lsp14(found[i], names, layout) for i in range(len(dataset.items))])
+    return Score(lsp_pck(pred, dataset), sum(v is not None for v in found.values()), len(dataset.items))
+
+
+def accuracy(datasets: dict[str, Dataset], protocols: Sequence[str], model: str,
+             full_image: tuple[PoseEstimator, PersonDetector] | None, peers: Sequence[PeerRun], crop_px: int,
+             context: float) -> dict[str, list[Accuracy]]:
+    """Every model on every dataset under every protocol: dataset name -> ours first, then the peers.
+    `full_image`: our estimator and detector, where the full-image protocol is asked for."""
+    out: dict[str, list[Accuracy]] = {}
+    for key, ds in datasets.items():
+        ours = Accuracy(f"streampose {model}")
+        out[key] = [ours, *(Accuracy(p.label) for p in peers)]
+        log(f"accuracy: {len(ds)} images of {ds.name}, ours")
+        if "crop" in protocols:
+            ours.scores["crop"] = Score(ours_accuracy(model, ds))
+        if full_image is not None:
+            rep = score_full_image(*full_image, ds, progress=False)
+            ours.scores["full"] = Score(rep, rep.extra.pop("found"), rep.extra.pop("of"))
+        for p, row in zip(peers, out[key][1:], strict=True):
+            for protocol in protocols:
+                size = crop_px if protocol == "crop" else None
+                log(f"accuracy: {p.peer.name}, {PROTOCOLS[protocol]}"
+                    + (f" ({crop_px} px, crop x{context:g})" if size else ""))
+                row.scores[protocol] = peer_accuracy(p, ds, peer_items(ds, size, context))
+    return out
+
+
+def accuracy_json(datasets: dict[str, Dataset], peers: Sequence[PeerRun], tables: dict[str, list[Accuracy]]
+                  ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, rows in tables.items():
+        first = next(iter(rows[0].scores.values())).report
+        names = ["ours", *(p.peer.name for p in peers)]
+        out[key] = {"data": datasets[key].name, "metric": first.metric, "images": first.images,
+                    "skipped": first.skipped,
+                    "models": {name: {"label": row.model, **{p: s.to_json(limbs_only=name != "ours")
+                                                             for p, s in row.scores.items()}}
+                               for name, row in zip(names, rows, strict=True)}}
+    return out
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -237,28 +401,46 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
 
 
+def load_datasets(root: Path, names: Sequence[str], images: int) -> dict[str, Dataset]:
+    """`DATASETS` by name, the first `images` of each (0: all)."""
+    out = {}
+    for name in names:
+        folder, first, last = DATASETS[name]
+        ds = load_lsp(root / folder, first, last)
+        out[name] = ds.head(images) if images else ds
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", nargs="+", default=[str(c) for c in DEFAULT_CLIPS], help="videos timed for speed")
     ap.add_argument("--rounds", type=int, help=f"alternating rounds per clip (default {FULL['rounds']})")
     ap.add_argument("--frames", type=int, help="time the first N frames of each clip (default 0: all of it)")
     ap.add_argument("--warmup", type=int, help=f"untimed warm-up frames (default {FULL['warmup']})")
-    ap.add_argument("--images", type=int, help="score the first N LSPET validation images (default 0: all 500)")
+    ap.add_argument("--images", type=int, help="score the first N images of each dataset (default 0: all)")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke test: {QUICK['frames']} frames, {QUICK['images']} images, {QUICK['rounds']} round")
     ap.add_argument("--no-accuracy", action="store_true", help="speed only")
     ap.add_argument("--no-speed", action="store_true", help="accuracy only")
-    ap.add_argument("--lsp", type=Path, default=DATA / "lspet", help="the LSPET folder (images/, joints.mat)")
+    ap.add_argument("--data", type=Path, default=DATA, help="the folder holding lspet/ and lsp/ (images/, joints.mat)")
+    ap.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS),
+                    help=", ".join(f"{k}: {f} images {a}-{b}" for k, (f, a, b) in DATASETS.items()) + " (default all)")
+    ap.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS),
+                    help="crop: each model gets our labelled crop; full: the whole image (default both)")
     ap.add_argument("--model", default=models.DEFAULT, help="our model: name, checkpoint or engine")
+    ap.add_argument("--detector", default=models.DETECTOR,
+                    help="our person detector for the full-image protocol: name, checkpoint or engine")
     ap.add_argument("--backend", default="auto", help="our backend for speed (accuracy uses `streampose eval`'s)")
     ap.add_argument("--max-batch", type=int, default=4, help="our runtime's batch limit")
-    ap.add_argument("--peer", default="mediapipe", choices=list(PEERS))
-    ap.add_argument("--peer-crop", type=int, default=256, help="side in pixels of the crop the peer gets (accuracy)")
+    ap.add_argument("--peers", "--peer", nargs="+", choices=list(PEERS), default=list(PEERS),
+                    help="the peers (default all)")
+    ap.add_argument("--peer-crop", type=int, default=256, help="side in pixels of the crop a peer gets (crop given)")
     ap.add_argument("--peer-context", type=float, default=1.0,
                     help="the peer's crop side relative to ours, same centre (default 1: the same crop; BlazePose's "
                          "detector finds more people with more context, e.g. 1.6)")
+    ap.add_argument("--yolo-imgsz", type=int, default=640, help="YOLO's inference size (default 640; 320 is faster)")
     ap.add_argument("--venv-dir", type=Path, help=f"where peer venvs live, as DIR/<peer>-venv (default {cache_root()})")
-    ap.add_argument("--refresh-venv", action="store_true", help="rebuild the peer's venv")
+    ap.add_argument("--refresh-venv", action="store_true", help="rebuild the peers' venvs")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
     preset = QUICK if args.quick else FULL
@@ -270,57 +452,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     for clip in [] if args.no_speed else args.clips:
         if not Path(clip).is_file():
             ap.error(f"clip not found: {clip}")
+    protocols = [p for p in PROTOCOLS if p in args.protocols]
+    peer_names = list(dict.fromkeys(args.peers))
 
-    peer = PEERS[args.peer]
-    python = ensure_venv(peer, args.venv_dir, refresh=args.refresh_venv)
-    clips = [str(c) for c in args.clips]
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
-                              "settings": {"rounds": rounds, "frames": frames, "warmup": warmup, "images": images,
-                                           "max_batch": args.max_batch, "peer_crop": args.peer_crop,
-                                           "peer_context": args.peer_context,
-                                           "quick": args.quick}}
-    context = "" if args.no_accuracy or args.peer_context == 1 else f" (crop x{args.peer_context:g})"
-    ours_row, peer_row = Row(f"streampose {args.model}"), Row(peer.label + context)
+    with contextlib.ExitStack() as stack:
+        full_image = None
+        if not args.no_accuracy and "full" in protocols:  # opened first: a missing detector fails before the runs
+            full_image = (stack.enter_context(PoseEstimator(args.model, backend=eval_backend(args.model))),
+                          stack.enter_context(open_detector(args.detector, backend=eval_backend(args.detector))))
+        peers = [peer_run(n, ensure_venv(PEERS[n], args.venv_dir, refresh=args.refresh_venv), args.yolo_imgsz)
+                 for n in peer_names]
+        report: dict[str, Any] = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+            "settings": {"rounds": rounds, "frames": frames, "warmup": warmup, "images": images,
+                         "max_batch": args.max_batch, "model": args.model, "detector": args.detector,
+                         "datasets": args.datasets, "protocols": protocols, "peer_crop": args.peer_crop,
+                         "peer_context": args.peer_context, "quick": args.quick,
+                         "peers": {p.peer.name: {"label": p.label, "options": list(p.options),
+                                                 "requirements": [*p.peer.requirements, *p.peer.no_deps]}
+                                   for p in peers}}}
+        speed_rows = [Row(f"streampose {args.model}"), *(Row(p.label) for p in peers)]
 
-    if not args.no_speed:
-        log(f"speed: opening {args.model} with backend {args.backend}")
-        with PoseEstimator(args.model, backend=args.backend) as est:
-            info = est.backend.info
-            ours_row.model = f"streampose {args.model} ({info.name} {info.precision})"
-            result = speed(est, python, peer, clips, rounds, frames, warmup, args.max_batch)
-        report["speed"] = {"ours": ours_row.model, "peer": peer.label, "clips": result}
-        for name, entry in result.items():
-            ours_row.fps[name] = entry["ours"]["fps"]
-            if peer.name in entry:
-                peer_row.fps[name] = entry[peer.name]["fps"]
+        if not args.no_speed:
+            log(f"speed: opening {args.model} with backend {args.backend}")
+            with PoseEstimator(args.model, backend=args.backend) as est:
+                info = est.backend.info
+                speed_rows[0].model = f"streampose {args.model} ({info.name} {info.precision})"
+                result = speed(est, peers, [str(c) for c in args.clips], rounds, frames, warmup, args.max_batch)
+            report["speed"] = {"ours": speed_rows[0].model, "peers": {p.peer.name: p.label for p in peers},
+                               "clips": result}
+            for name, entry in result.items():
+                for row, key in zip(speed_rows, ["ours", *peer_names], strict=True):
+                    row.fps[name] = entry[key]["fps"]
 
-    if not args.no_accuracy:
-        dataset = load_lsp(args.lsp, *LSP_VAL)
-        if images:
-            dataset = dataset.head(images)
-        log(f"accuracy: {len(dataset)} images of {dataset.name}, ours")
-        ours_rep, used = ours_accuracy(args.model, dataset)
-        log(f"accuracy: {peer.name} on the same crops x {args.peer_context:g} ({args.peer_crop} px)")
-        peer_rep, detected = peer_accuracy(python, peer, dataset, args.peer_crop, args.peer_context)
-        ours_row.pck_limbs, peer_row.pck_limbs = ours_rep.limbs, peer_rep.limbs
-        limbs = list(MP33_TO_LSP14)
-        report["accuracy"] = {
-            "data": dataset.name, "metric": ours_rep.metric, "images": ours_rep.images, "skipped": ours_rep.skipped,
-            "ours": {"backend": used, "limbs": ours_rep.limbs, "all": ours_rep.all, "per_joint": ours_rep.per_joint},
-            peer.name: {"limbs": peer_rep.limbs, "per_joint": {n: peer_rep.per_joint[n] for n in limbs},
-                        "person_found": detected, "crops": len(dataset), "crop_px": args.peer_crop,
-                        "crop_context": args.peer_context},
-        }
+        datasets: dict[str, Dataset] = {}
+        tables: dict[str, list[Accuracy]] = {}
+        if not args.no_accuracy:
+            datasets = load_datasets(args.data, args.datasets, images)
+            tables = accuracy(datasets, protocols, args.model, full_image, peers, args.peer_crop, args.peer_context)
+            report["accuracy"] = accuracy_json(datasets, peers, tables)
 
-    names = list(report.get("speed", {}).get("clips", {}))
-    table = format_table([ours_row, peer_row], names)
-    print(table)
-    if "accuracy" in report:
-        acc = report["accuracy"]
-        print(f"PCK: {acc['metric']} over the 12 limb joints, {acc['images']} of {acc['data']} scored "
-              f"({acc['skipped']} skipped: torso unlabelled); ours with {acc['ours']['backend']}; "
-              f"{peer.name} found a person in {acc[peer.name]['person_found']} of {acc[peer.name]['crops']} crops")
-    report["table"] = [{"model": r.model, "fps": r.fps, "pck_limbs": r.pck_limbs} for r in (ours_row, peer_row)]
+    text = [format_speed(speed_rows, list(report.get("speed", {}).get("clips", {})))]
+    for key, rows in tables.items():
+        _, first, last = DATASETS[key]
+        title = f"{key} {first}-{last}" + (f" (first {len(datasets[key])})" if images else "")
+        text.append(format_accuracy(title, rows, protocols))
+    first_set = next(iter(tables.values()), [])
+    if first_set:
+        text.append(footnote(first_set[0], args.detector, args.peer_crop, args.peer_context))
+    print("\n\n".join(t for t in text if t))
+    # tools/performance.py plots fps against the first set's crop-given figures
+    pck = [row.scores["crop"].report.limbs if "crop" in row.scores else None for row in first_set]
+    report["table"] = [{"model": row.model, "fps": row.fps, "pck_limbs": pck[k] if pck else None}
+                       for k, row in enumerate(speed_rows)]
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
         log(f"wrote {args.json}")

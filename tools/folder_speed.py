@@ -1,0 +1,72 @@
+"""How fast a folder of full images goes through `streampose run` (detector and pose model on every image).
+
+    python tools/folder_speed.py                     # 500 LSPET validation images, default model and backend
+    python tools/folder_speed.py --images 200 --people 2 --rounds 3
+
+Links the images into a temporary folder and times, in one run: the runtime alone (`PoseStream` over the
+folder with the models already open, from the first image read to the last result: images/s) and the whole
+command (`streampose run FOLDER --publish none --keypoints k.jsonl`, start-up and model loading included),
+each a median of `--rounds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from streampose import models
+from streampose.api import PoseEstimator
+from streampose.detector import open_detector
+from streampose.runtime import PoseStream
+
+DATA = Path(os.environ.get("STREAMPOSE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=500, help="LSPET images from 8501 on (default: %(default)s)")
+    ap.add_argument("--people", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--backend", default="auto")
+    args = ap.parse_args(argv)
+    src = DATA / "lspet" / "images"
+    if not src.is_dir():
+        print(f"folder_speed: {src} not found; set STREAMPOSE_DATA", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        for n in range(8501, 8501 + args.images):
+            (folder / f"im{n:05d}.jpg").symlink_to(src / f"im{n:05d}.jpg")
+        inner, whole = [], []
+        with PoseEstimator(models.DEFAULT, backend=args.backend, jobs=0) as est, \
+                open_detector(backend=args.backend) as det:
+            used = (f"{est.backend.info.name} {est.backend.info.precision}; detector {det.backend.info.name} "
+                    f"{det.backend.info.precision}")
+            for r in range(args.rounds + 1):  # the first pass warms both models up
+                with PoseStream(str(folder), estimator=est, detector=det, people=args.people) as stream:
+                    t0 = time.perf_counter()
+                    n = sum(1 for _ in stream)
+                    if r:
+                        inner.append(n / (time.perf_counter() - t0))
+        exe = Path(sys.executable).parent / "streampose"
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            subprocess.run([str(exe), "run", str(folder), "--publish", "none", "--people", str(args.people),
+                            "--backend", args.backend, "--keypoints", str(Path(tmp) / "k.jsonl")], check=True,
+                           capture_output=True)
+            whole.append(args.images / (time.perf_counter() - t0))
+    print(f"{args.images} full images, --people {args.people}, {used}")
+    for what, rates in (("runtime (models open)", inner), ("whole command", whole)):
+        print(f"  {what:<22} {statistics.median(rates):.1f} images/s  (rounds {', '.join(f'{v:.1f}' for v in rates)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
