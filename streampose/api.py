@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +20,9 @@ from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_sc
 from streampose.joints import JointSet
 from streampose.pose import Pose
 from streampose.preprocess import Image, preprocess
+
+if TYPE_CHECKING:
+    from streampose.detector import PersonDetector
 
 Box = tuple[float, float, float, float]
 
@@ -99,6 +104,7 @@ class PoseEstimator:
     """Frames in, poses out: crop, run the network, decode back to frame pixels.
 
     >>> est = PoseEstimator("hg2-lite")
+    >>> poses = est.find(frame_bgr)           # whoever the person detector finds (most confident first)
     >>> pose = est(frame_bgr)                 # the centered person (see `center_crop`)
     >>> pose = est(frame_bgr, box=(x, y, w, h))  # a person box; the crop is 1.25x its longer side
 
@@ -129,6 +135,9 @@ class PoseEstimator:
             self.backend = backends.create(backend, ckpt, device=device, jobs=jobs)
         self.box_margin = box_margin
         self.flip = flip
+        self._detector_backend = backend if isinstance(backend, str) else "auto"
+        self._device = device
+        self._detector: PersonDetector | None = None
 
     @property
     def joints(self) -> JointSet:
@@ -168,6 +177,19 @@ class PoseEstimator:
                                                                                         strict=True)]
         return poses
 
+    def find(self, frame: Image, people: int = 1) -> list[Pose]:
+        """The poses of the `people` most confident people the person detector finds in the frame (as
+        `streampose run` finds them on an image; none when no one is there), best first. The detector
+        (`person-det`) is opened on first use."""
+        from streampose.crop import DetectCrop
+        from streampose.detector import open_detector
+
+        if self._detector is None:
+            self._detector = open_detector(backend=self._detector_backend, device=self._device)
+        crops = DetectCrop(self._detector, people).crops(frame)
+        poses = self.infer([self.prepare(frame, c.center, c.scale) for c in crops]) if crops else []
+        return [dataclasses.replace(p, id=c.id) for p, c in zip(poses, crops, strict=True)]
+
     def estimate(self, frames: Sequence[Image], boxes: Sequence[Box] | None = None) -> list[Pose]:
         """One pose per frame: the person in `boxes`, or the centered person."""
         if boxes is not None and len(boxes) != len(frames):
@@ -181,6 +203,8 @@ class PoseEstimator:
 
     def close(self) -> None:
         self.backend.close()
+        if self._detector is not None:
+            self._detector.close()
 
     def __enter__(self) -> PoseEstimator:
         return self

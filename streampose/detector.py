@@ -23,7 +23,7 @@ from streampose.preprocess import Image, preprocess
 
 F32 = npt.NDArray[np.float32]
 
-THRESHOLD = 0.3
+THRESHOLD = 0.2
 """Default score a detection needs (sigmoid of the centre heatmap)."""
 
 

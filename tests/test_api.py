@@ -33,6 +33,18 @@ def test_estimate_on_real_image(estimator: streampose.PoseEstimator, messi: Path
     assert pose["head_top"].shape == (3,)
 
 
+def test_find_poses_whoever_the_detector_finds(messi: Path) -> None:
+    """`find`: the person detector, then the pose in its crop, as `streampose run photo.jpg` does."""
+    frame = cv2.imread(str(messi))
+    with streampose.PoseEstimator(backend="torch") as est:
+        (pose,) = est.find(frame)
+        assert pose.id == 0 and pose.score > 0.2
+        torso = [pose[n] for n in ("neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip")]
+        assert all(150 < x < 350 and 40 < y < 280 for x, y, _ in torso)  # on the player
+        assert est.find(np.full_like(frame, 128)) == []  # no one in a grey frame
+        assert len(est.find(frame, people=3)) <= 3
+
+
 def test_keypoints_stay_inside_the_crop(estimator: streampose.PoseEstimator, messi: Path) -> None:
     frame = cv2.imread(str(messi))
     pose = estimator(frame, box=(200.0, 40.0, 120.0, 250.0))

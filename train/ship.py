@@ -10,6 +10,7 @@ shipped fp16 weights) and the commands that produced it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,12 @@ from train.evaluate import score
 
 
 def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None, dest: Path = models.HERE,
-         machine: str | None = None) -> dict[str, Any]:
+         machine: str | None = None, input_size: int = 0) -> dict[str, Any]:
+    """`input_size`: ship the weights to run at this size instead of the one they trained at (the network is
+    fully convolutional; the card's figures are measured at the shipped size)."""
     src = ck.load(run / "last.pt")
+    if input_size:
+        src = dataclasses.replace(src, config=dataclasses.replace(src.config, input_size=input_size))
     weights = ck.save(ck.Checkpoint(src.config, src.joints, src.normalization, src.metadata, src.state_dict),
                       dest / f"{name}.pt", half=True)
     shipped = ck.load(weights)
@@ -94,10 +99,12 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="model name, e.g. hg2-lite")
     ap.add_argument("--val", default=None, help="validation set spec (default: the one the run validated on)")
     ap.add_argument("--command", action="append", default=[], help="a command that produced the run (repeatable)")
+    ap.add_argument("--input-size", type=int, default=0,
+                    help="run the shipped model at this input size (default: the size it trained at)")
     ap.add_argument("--machine", default=None,
                     help="where it trained (default: as recorded in the checkpoint, else this machine)")
     args = ap.parse_args()
-    card = ship(args.run, args.name, args.command, args.val, machine=args.machine)
+    card = ship(args.run, args.name, args.command, args.val, machine=args.machine, input_size=args.input_size)
     for kind, rep in card["validation"].items():
         if "top1" in rep:
             print(f"{kind}: top-1 recall {100 * rep['top1']['recall']:.1f} %, composites recall "

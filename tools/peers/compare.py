@@ -259,10 +259,12 @@ def peer_run(name: str, python: Path, yolo_imgsz: int) -> PeerRun:
 
 
 # --- speed ---------------------------------------------------------------------------------------
-def ours_speed(estimator: PoseEstimator, clip: str, frames: int, max_batch: int) -> tuple[int, float]:
-    """(frames, wall seconds) of one pass through `PoseStream`, consuming every result."""
+def ours_speed(estimator: PoseEstimator, detector: PersonDetector, clip: str, frames: int, max_batch: int
+               ) -> tuple[int, float]:
+    """(frames, wall seconds) of one pass through `PoseStream` with its defaults (the detector finds the person,
+    tracking follows), consuming every result."""
     n = 0
-    with PoseStream(clip, estimator=estimator, max_batch=max_batch) as stream:
+    with PoseStream(clip, estimator=estimator, detector=detector, max_batch=max_batch) as stream:
         t0 = time.perf_counter()
         for _ in stream:
             n += 1
@@ -278,8 +280,8 @@ def peer_speed(peer: PeerRun, clip: str, frames: int, warmup: int) -> dict[str, 
     return out
 
 
-def speed(estimator: PoseEstimator, peers: Sequence[PeerRun], clips: Sequence[str], rounds: int, frames: int,
-          warmup: int, max_batch: int) -> dict[str, dict[str, Any]]:
+def speed(estimator: PoseEstimator, detector: PersonDetector, peers: Sequence[PeerRun], clips: Sequence[str],
+          rounds: int, frames: int, warmup: int, max_batch: int) -> dict[str, dict[str, Any]]:
     """Per clip: ours and each peer, alternating, `rounds` each; medians and every round. `ratio` is ours /
     the first peer (what tools/performance.py reads); each peer's entry has its own."""
     result: dict[str, dict[str, Any]] = {}
@@ -288,9 +290,9 @@ def speed(estimator: PoseEstimator, peers: Sequence[PeerRun], clips: Sequence[st
         ours_fps: list[float] = []
         peer_runs: dict[str, list[dict[str, Any]]] = {p.peer.name: [] for p in peers}
         ours_frames = 0
-        ours_speed(estimator, clip, max(warmup, max_batch), max_batch)  # warm-up, not timed
+        ours_speed(estimator, detector, clip, max(warmup, max_batch), max_batch)  # warm-up, not timed
         for r in range(rounds):
-            ours_frames, sec = ours_speed(estimator, clip, frames, max_batch)
+            ours_frames, sec = ours_speed(estimator, detector, clip, frames, max_batch)
             ours_fps.append(ours_frames / sec)
             log(f"{name} round {r + 1}/{rounds}: streampose {ours_fps[-1]:.1f} fps ({ours_frames} frames)")
             for p in peers:
@@ -475,10 +477,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not args.no_speed:
             log(f"speed: opening {args.model} with backend {args.backend}")
-            with PoseEstimator(args.model, backend=args.backend) as est:
+            with PoseEstimator(args.model, backend=args.backend) as est, \
+                    open_detector(args.detector, backend=args.backend) as det:
                 info = est.backend.info
                 speed_rows[0].model = f"streampose {args.model} ({info.name} {info.precision})"
-                result = speed(est, peers, [str(c) for c in args.clips], rounds, frames, warmup, args.max_batch)
+                result = speed(est, det, peers, [str(c) for c in args.clips], rounds, frames, warmup, args.max_batch)
             report["speed"] = {"ours": speed_rows[0].model, "peers": {p.peer.name: p.label for p in peers},
                                "clips": result}
             for name, entry in result.items():
