@@ -27,7 +27,7 @@ from streampose.preprocess import Normalization
 def check_crops(data: Path, src: Source) -> np.ndarray:
     if not (data / "lspet" / "joints.mat").is_file():
         pytest.skip("LSPET missing from the shared data")
-    return cr.person_crops(f"lsp:{data}/lspet@8501-8524", 128, src.ckpt.normalization)
+    return cr.network_inputs(f"lsp:{data}/lspet@8501-8524", src.ckpt.config, src.ckpt.normalization)
 
 
 def test_onnx_file_is_self_contained_with_dynamic_batch(onnx_engine: Path, src: Source) -> None:

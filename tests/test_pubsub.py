@@ -170,7 +170,7 @@ def test_listen_process_records_a_run_to_its_end(tmp_path: Path, studio_clip: Pa
     assert run.returncode == 0, run.stderr
     assert listen.returncode == 0, err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    poses = [r for r in rows if "kp" in r]
+    poses = [r for r in rows if "people" in r]
     assert rows[-1]["event"] == "eos"
     frames = [r["frame"] for r in poses]
     assert frames == list(range(frames[0], 30))  # in order, none missing once joined

@@ -107,6 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import streampose
     from streampose.backends import create, is_engine
+    from streampose.checkpoint import Checkpoint, check_joints
     from streampose.detector import PersonDetector, open_detector
     from streampose.joints import PERSON
     from train.datasets import default_split, open_dataset
@@ -119,6 +120,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit:
         data = data.head(args.limit)
     model = args.model if is_engine(args.model) else streampose.load_model(args.model)
+    if isinstance(model, Checkpoint) and model.joints.name != PERSON.name:
+        check_joints(model, data.joints, args.model)
     with create(args.backend or ("auto" if is_engine(args.model) else "torch"), model) as backend:
         used = f"{backend.info.name} {backend.info.precision}"
         if backend.info.joints.name == PERSON.name:

