@@ -115,11 +115,8 @@ def _confident(keypoints: Keypoints, min_conf: float, min_joints: int) -> F64 | 
     return np.asarray(keypoints[conf >= min_conf / 2, :2], dtype=np.float64)
 
 
-def _person_crop(keypoints: Keypoints, min_conf: float, min_joints: int, margin: float) -> Crop | None:
-    """The crop `margin` x the extent of a confident pose, or None when the pose is not confident."""
-    xy = _confident(keypoints, min_conf, min_joints)
-    if xy is None:
-        return None
+def _person_crop(xy: F64, margin: float) -> Crop:
+    """The crop `margin` x the extent of a confident pose's joints (from `_confident`)."""
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
     center, scale = box_to_center_scale([x0, y0, x1 - x0 + 1.0, y1 - y0 + 1.0], margin)
     return Crop(center, float(scale))
@@ -234,27 +231,24 @@ class TrackCrop(CropPolicy):
         by_id = {t.id: t for t in self._tracks}
         for keypoints, crop in poses:
             t = by_id.get(crop.id)
-            found = _person_crop(keypoints, self.min_conf, self.min_joints, self.margin)
-            if t is None:  # no detector: the fallback's crop found someone to follow
-                if found is not None and self.detector is None and not self._tracks:
-                    self._tracks.append(_Track(crop.id, found, self._box(keypoints), fresh=False))
+            xy = _confident(keypoints, self.min_conf, self.min_joints)
+            if xy is None:
+                if t is not None:
+                    t.lost = True
+                    if self.detector is None:
+                        self._tracks.remove(t)
                 continue
-            if found is None:
-                t.lost = True
-                if self.detector is None:
-                    self._tracks.remove(t)
+            found = _person_crop(xy, self.margin)
+            box = person_box(xy)  # as the detector would draw it: what the next detection is matched against
+            assert box is not None
+            if t is None:  # no detector: the fallback's crop found someone to follow
+                if self.detector is None and not self._tracks:
+                    self._tracks.append(_Track(crop.id, found, box, fresh=False))
                 continue
             k = 0.0 if t.fresh or t.lost else self.smoothing
             t.crop = Crop(k * t.crop.center + (1 - k) * found.center, k * t.crop.scale + (1 - k) * found.scale, t.id)
-            t.box, t.lost, t.fresh = self._box(keypoints), False, False
+            t.box, t.lost, t.fresh = box, False, False
         self._drop_duplicates()
-
-    def _box(self, keypoints: Keypoints) -> F64:
-        """The person box of a confident pose, as the detector would draw it."""
-        xy = _confident(keypoints, self.min_conf, self.min_joints)
-        box = None if xy is None else person_box(xy)
-        assert box is not None
-        return box
 
     def _drop_duplicates(self) -> None:
         """Two tracks on one person (their crops drifted together): keep the older."""

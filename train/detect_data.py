@@ -70,15 +70,12 @@ def annotation_box(a: Annotation, width: int, height: int) -> F64:
 class FrameImages:
     """The dataset's images decoded once into memory (LSPET's 9,000 small JPEGs take ~1 GB) and their boxes."""
 
-    def __init__(self, datasets: list[Dataset]) -> None:
-        items = [(a, d) for d in datasets for a in d.items]
+    def __init__(self, dataset: Dataset) -> None:
+        items = dataset.items
         with ThreadPoolExecutor(os.cpu_count()) as pool:
-            self.images: list[U8] = list(tqdm(pool.map(lambda it: read_image(it[0].image), items), total=len(items),
+            self.images: list[U8] = list(tqdm(pool.map(lambda a: read_image(a.image), items), total=len(items),
                                               desc="loading images", unit="img", disable=None))
-        self.boxes: list[F64] = []
-        self.names = [d.name for d in datasets]
-        for (a, _), im in zip(items, self.images, strict=True):
-            self.boxes.append(annotation_box(a, im.shape[1], im.shape[0]))
+        self.boxes = [annotation_box(a, im.shape[1], im.shape[0]) for a, im in zip(items, self.images, strict=True)]
 
     def __len__(self) -> int:
         return len(self.images)

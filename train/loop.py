@@ -150,7 +150,7 @@ class Trainer:
         self.samples: PoseSamples | DetectSamples
         if self.detector:
             self.augment: Augment | DetectAugment = DetectAugment()
-            self.samples = DetectSamples(FrameImages([train_set]), config.input_size, self.norm, self.augment,
+            self.samples = DetectSamples(FrameImages(train_set), config.input_size, self.norm, self.augment,
                                          seed=cfg.seed, stride=config.stride)
         else:
             self.augment = Augment()
