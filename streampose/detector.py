@@ -73,7 +73,9 @@ class PersonDetector:
 def open_detector(model: str | os.PathLike[str] = models.DETECTOR, backend: str = "auto", device: str = "cpu",
                   threshold: float = THRESHOLD) -> PersonDetector:
     """The detector by name, checkpoint or engine, on a backend (`auto`: the fastest here, as for pose models).
-    A missing or damaged file is a `CheckpointError` that says how to get a good one."""
+    A backend that runs engines only (the pose model's, when it is an ONNX or TensorRT engine) runs a detector
+    checkpoint on `auto` instead; pass a detector engine to run it there too. A missing or damaged file is a
+    `CheckpointError` that says how to get a good one."""
     if backends.is_engine(model):
         return PersonDetector(backends.create(backend, model, device=device), threshold)
     try:
@@ -83,4 +85,5 @@ def open_detector(model: str | os.PathLike[str] = models.DETECTOR, backend: str 
     if ckpt.config.head != "centernet":
         raise ValueError(f"{model} is a pose model ({ckpt.joints.name} joints), not a person detector; pass "
                          f"--detector {models.DETECTOR} or a checkpoint trained with --config {models.DETECTOR}")
-    return PersonDetector(backends.create(backend, ckpt, device=device), threshold)
+    runs = backend if backend in backends.CHECKPOINTS else "auto"
+    return PersonDetector(backends.create(runs, ckpt, device=device), threshold)

@@ -132,3 +132,10 @@ def test_run_saves_video_and_keypoints_for_every_frame(studio_clip: Path, tmp_pa
     assert [row["frame"] for row in rows] == list(range(399))
     assert all(row["joints"] == "LSP14" and all(len(p["kp"]) == 14 for p in row["people"]) for row in rows)
     assert sum(len(row["people"]) == 1 for row in rows) >= 0.95 * 399  # found and followed
+
+
+def test_an_engine_only_backend_still_finds_the_person(onnx_engine: Path, messi: Path) -> None:
+    """`--backend onnxruntime` with an ONNX pose engine: the detector checkpoint runs on `auto` meanwhile."""
+    r = sp("run", str(messi), "--model", str(onnx_engine), "--backend", "onnxruntime", "--json", "--publish", "none")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["people"]) == 1

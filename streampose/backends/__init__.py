@@ -28,6 +28,9 @@ NAMES = ("auto", *REQUIREMENTS)
 RUNS: dict[str, tuple[str, ...]] = {"onnx": ("openvino", "onnxruntime"), "openvino": ("openvino",),
                                     "tensorrt": ("tensorrt",), "torch-tensorrt": ("tensorrt",)}
 
+CHECKPOINTS = ("auto", "torch", "openvino")
+"""Backends that run a checkpoint as it is; the others (onnxruntime, tensorrt) run engine files only."""
+
 Model = Checkpoint | str | os.PathLike[str]
 
 
@@ -79,7 +82,7 @@ def create(name: str, model: Model, device: str = "cpu", precision: str | None =
         from streampose.backends.openvino_backend import OpenVinoBackend
 
         return OpenVinoBackend(model, precision=precision, jobs=jobs)
-    if isinstance(model, Checkpoint):
+    if isinstance(model, Checkpoint):  # not in CHECKPOINTS
         build = "streampose export MODEL" if name == "onnxruntime" else "streampose build MODEL --target tensorrt"
         raise ValueError(f"the {name} backend runs an engine file, not a checkpoint; make one with `{build}`")
     if name == "onnxruntime":
@@ -116,5 +119,5 @@ def _fastest_cpu_precision() -> str:
     return "bf16" if cpu_supports("bf16") else "fp32"
 
 
-__all__ = ["NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "Job", "create", "installed",
+__all__ = ["CHECKPOINTS", "NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "Job", "create", "installed",
            "is_engine"]
