@@ -119,5 +119,5 @@ def _fastest_cpu_precision() -> str:
     return "bf16" if cpu_supports("bf16") else "fp32"
 
 
-__all__ = ["CHECKPOINTS", "NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "Job", "create", "installed",
-           "is_engine"]
+__all__ = ["CHECKPOINTS", "NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "Job", "create",
+           "installed", "is_engine"]
