@@ -197,6 +197,19 @@ def serve(clip: Path, modes: list[str]) -> Faulty:
 
 
 
+@pytest.fixture
+def exact_cuda() -> Iterator[None]:
+    """CUDA convolutions in full fp32 for tests that compare against the CPU: on Ampere and later cuDNN uses
+    TF32 by default (10-bit mantissa), which an untrained network's large activations amplify past 1e-3 (seen
+    on an H200: test_torch_backend_on_cuda_matches_cpu failed with it on)."""
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `cuda` or `tensorrt` skip, with the reason, where that hardware or library is absent."""
     import torch

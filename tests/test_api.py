@@ -114,6 +114,7 @@ def test_backend_checks_input_shape() -> None:
 
 
 @pytest.mark.cuda
+@pytest.mark.usefixtures("exact_cuda")
 def test_torch_backend_on_cuda_matches_cpu() -> None:
     model = streampose.load_model("hg2-lite", pretrained=False)
     x = np.random.default_rng(0).normal(size=(4, 3, 128, 128)).astype(np.float32)

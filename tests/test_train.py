@@ -11,7 +11,7 @@ import torch
 
 from streampose import checkpoint as ck
 from streampose.preprocess import Normalization
-from train.data import Augment, CropCache, PoseSamples, gaussian_targets
+from train.data import Augment, CropCache, PoseBatches, gaussian_targets
 from train.datasets import Dataset, load_lsp
 from train.evaluate import lsp_pck, pck
 from train.loop import TrainConfig, Trainer, learning_rate, masked_mse
@@ -66,11 +66,12 @@ def test_resume_is_exact(lspet: Path, tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_worker_processes_make_the_same_samples(lspet: Path, tmp_path: Path) -> None:
-    """Samples are keyed by (epoch, index): made in worker processes (as beside a GPU) or in the
+    """Detector frames are keyed by (epoch, index): made in worker processes (as beside a GPU) or in the
     training process, the run is the same, across an epoch boundary too."""
-    inline = tiny(lspet, tmp_path / "inline", epochs=2, max_steps=4, workers=0)
+    kw = {"model": "person-det", "input_size": 64, "epochs": 2, "max_steps": 4}
+    inline = tiny(lspet, tmp_path / "inline", workers=0, **kw)
     inline.run()
-    workers = tiny(lspet, tmp_path / "workers", epochs=2, max_steps=4, workers=2)
+    workers = tiny(lspet, tmp_path / "workers", workers=2, **kw)
     workers.run()
     a, b = inline.net.state_dict(), workers.net.state_dict()
     for k in a:
@@ -82,7 +83,7 @@ def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path)
     small = tiny(lspet, tmp_path / "small", max_steps=1, input_size=64)
     small.run()
     big = tiny(lspet, tmp_path / "big", max_steps=1, input_size=128, init=str(tmp_path / "small" / "run" / "last.pt"))
-    assert big.net.cfg.input_size == 128 and big.samples[0, 0][0].shape[-1] == 128
+    assert big.net.cfg.input_size == 128 and big.samples([(0, 0)])[0].shape[-1] == 128
     for k, v in small.net.state_dict().items():
         torch.testing.assert_close(big.net.state_dict()[k], v, msg=k)
     # hg2-lite's weights start the twice as wide hg2, widened (train/widen.py); never the other way round
@@ -94,7 +95,8 @@ def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path)
 
 def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> None:
     t = tiny(lspet, tmp_path, epochs=1)
-    x, target, weight = (torch.stack(v) for v in zip(*(t.samples[0, i] for i in range(8)), strict=True))
+    assert isinstance(t.samples, PoseBatches)
+    x, target, weight, _ = t.samples([(0, i) for i in range(8)])
     first = None
     for _ in range(8):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -109,17 +111,17 @@ def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> 
 def test_samples_put_targets_on_the_joints(lspet: Path, tmp_path: Path) -> None:
     ds = load_lsp(lspet, 1, 10)
     cache = CropCache(ds, 128, tmp_path)
-    samples = PoseSamples(cache, Normalization(), Augment.none())
-    x, target, weight = samples[0, 0]
-    assert x.shape == (3, 128, 128) and target.shape == (14, 32, 32)
+    samples = PoseBatches(cache.images, cache.joints, ds.joints, 128.0, 128, Normalization(), Augment.none())
+    x, target, weight, _ = samples([(0, 0)])
+    assert x.shape == (1, 3, 128, 128) and target.shape == (1, 14, 32, 32)
     # without augmentation the crop is the cached crop's centre: peaks sit at the joints
     j = cache.joints[0]
     c = (cache.side - 1) / 2
     in_crop = (j[:, :2] - c) + 63.5  # nominal scale: cache pixels = input pixels
     heat = (in_crop - 1.5) / 4
-    for k in np.nonzero(weight.numpy())[0]:
+    for k in np.nonzero(weight[0].numpy())[0]:
         if (heat[k] >= 0).all() and (heat[k] <= 31).all():
-            y, xx = np.unravel_index(int(target[k].argmax()), (32, 32))
+            y, xx = np.unravel_index(int(target[0, k].argmax()), (32, 32))
             assert abs(xx - heat[k, 0]) <= 0.5 and abs(y - heat[k, 1]) <= 0.5
     assert CropCache(ds, 128, tmp_path).images.shape == cache.images.shape  # reused, not rebuilt
 
@@ -131,7 +133,7 @@ def test_masked_joints_do_not_count() -> None:
 
 
 def test_gaussian_targets_peak_at_subpixel_centre() -> None:
-    hm = gaussian_targets(np.array([[5.3, 7.8]], np.float32), 16)
+    hm = gaussian_targets(torch.tensor([[5.3, 7.8]]), 16)
     assert hm.max() <= 1.0 and hm[0, 8, 5] == hm.max()
 
 

@@ -22,7 +22,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                     "1-8500 and validates each epoch on 8501-9000. Ctrl-C saves a checkpoint; --resume continues "
                     "exactly. Writes OUT/last.pt, OUT/log.json and OUT/curve.png.")
     t.add_argument("--data", required=True, action="append",
-                   help="FORMAT:PATH[@FIRST-LAST], e.g. lsp:../shared/data/lspet; repeat to train on several")
+                   help="FORMAT:PATH[@FIRST-LAST], e.g. lsp:../shared/data/lspet; repeat to train on several; or "
+                        "pack:FILE, the crops of tools/pack_crops.py (its val parts validate)")
     t.add_argument("--val", default=None, action="append",
                    help="validation set, repeatable, each reported (default for lsp: images 8501-9000)")
     t.add_argument("--config", default=models.DEFAULT, choices=list(models.PRESETS),
@@ -48,7 +49,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="start from this checkpoint's weights (same config; the input size may differ)")
     t.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto, the GPU where there is one)")
     t.add_argument("--workers", type=int, default=-1,
-                   help="processes making samples (default: none on CPU, up to 8 beside a GPU)")
+                   help="processes making detector frames (default: none on CPU, up to 8 beside a GPU); pose "
+                        "batches are made on the training device")
+    t.add_argument("--augment", default="runtime", choices=["runtime", "paper"],
+                   help="pose crops: runtime (scale 0.7-1.4, centre shifts up to 15 %%, as the detector and tracker "
+                        "crop) or paper (centred on the labels, scale 0.75-1.25); default %(default)s")
+    t.add_argument("--swap-after", type=int, default=-1, metavar="EPOCH",
+                   help="from this epoch, train each sample on its labels or their left/right mirror, whichever the "
+                        "model fits better by --swap-margin (default: never)")
+    t.add_argument("--swap-margin", type=float, default=0.25, help="(default: %(default)s)")
+    t.add_argument("--time-budget", type=float, default=0, metavar="SECONDS",
+                   help="fit the schedule (epochs, drops) into this many seconds of training, timed over the first "
+                        "steps (default: run the epochs given)")
+    t.add_argument("--val-every", type=int, default=1, metavar="N", help="validate every N epochs and after the last")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set, crop given and full image; "
@@ -65,6 +78,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     e.add_argument("--data", required=True, help="FORMAT:PATH[@FIRST-LAST]; lsp:PATH alone means images 8501-9000")
     e.add_argument("--flip", action="store_true", help="average with the mirrored crop (flip test)")
     e.add_argument("--limit", type=int, default=0, help="evaluate only the first N annotations")
+    e.add_argument("--jitter", type=float, default=0.0, metavar="J",
+                   help="also score crops moved as a detector or tracker misses them: the centre by up to J of the "
+                        "crop's side, the side by up to 1+2J (seeded; e.g. 0.15)")
     e.add_argument("--full-image", action="store_true",
                    help="also find the person in each whole image as `streampose run` does, and score that")
     e.add_argument("--detector", default=models.DETECTOR,
@@ -85,19 +101,30 @@ def _lr_drops(text: str) -> list[int]:
 def cmd_train(args: argparse.Namespace) -> int:
     from train.datasets import concat, default_split, open_dataset
     from train.loop import TrainConfig, Trainer
+    from train.pack import Pack, load_pack
 
-    splits = [default_split(spec) for spec in args.data]
-    train_set = concat([open_dataset(t) for t, _ in splits])
-    if args.limit:
-        train_set = train_set.head(args.limit)
-    val_specs = args.val or [v for _, v in splits if v]
-    val_sets = [open_dataset(v) for v in val_specs]
+    packs = [d for d in args.data if d.startswith("pack:")]
+    train_set: Dataset | Pack
+    if packs:
+        if len(args.data) > 1:
+            raise ValueError("--data pack:FILE trains on the pack alone; pack every set into it (tools/pack_crops.py)")
+        train_set = load_pack(packs[0][len("pack:"):])
+        val_sets = ([open_dataset(v) for v in args.val] if args.val else
+                    train_set.dataset("val", Path(args.cache_dir) / "pack-val"))
+    else:
+        splits = [default_split(spec) for spec in args.data]
+        train_set = concat([open_dataset(t) for t, _ in splits])
+        if args.limit:
+            train_set = train_set.head(args.limit)
+        val_specs = args.val or [v for _, v in splits if v]
+        val_sets = [open_dataset(v) for v in val_specs]
     cfg = TrainConfig(
         model=args.config, out=args.out or f"runs/{args.config}", epochs=args.epochs, batch=args.batch, lr=args.lr,
         optimizer=args.optimizer, lr_drops=_lr_drops(args.lr_drops), checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps, seed=args.seed, bf16=not args.no_bf16, flip_val=args.flip_val,
         cache_dir=args.cache_dir, input_size=args.input_size, init=args.init,
-        device=args.device, workers=args.workers)
+        device=args.device, workers=args.workers, augment=args.augment, swap_after=args.swap_after,
+        swap_margin=args.swap_margin, time_budget=args.time_budget, val_every=args.val_every)
     trainer = Trainer(cfg, train_set, val_sets, resume=args.resume)
     path = trainer.run()
     print(f"trained {trainer.step} steps: {path}")
@@ -130,17 +157,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} predicts {backend.info.joints.name} but {spec} is {data.joints.name}")
         report = score(backend, data, flip=args.flip)
         reports = {"crop given": report}
+        if args.jitter:
+            reports["crop jittered"] = score(backend, data, flip=args.flip, jitter=args.jitter)
         if args.full_image:
             with open_detector(args.detector, backend=args.backend or "auto") as detector:
                 estimator = streampose.PoseEstimator(backend=backend, flip=args.flip)
                 reports["full image"] = score_full_image(estimator, detector, data)
                 used += f"; detector {args.detector} ({detector.backend.info.name} {detector.backend.info.precision})"
     print(f"{args.model} ({used}) on {data.name}")
-    print(side_by_side(reports) if args.full_image else report.table())
+    print(side_by_side(reports) if len(reports) > 1 else report.table())
     if args.json:
         result = {"model": args.model, "backend": used, "data": data.name, **report.to_dict()}
         if args.full_image:
             result["full_image"] = reports["full image"].to_dict()
+        if args.jitter:
+            result["jittered"] = reports["crop jittered"].to_dict()
         _write_json(args.json, result)
     return 0
 

@@ -1,16 +1,17 @@
-"""Training samples: a decode-once crop cache, augmentation and heatmap targets.
+"""Training samples: a decode-once crop cache, and batches augmented on the model's device.
 
-Decoding JPEGs and warping whole images for every sample would starve the model on 2 cores, so
-each person is decoded and cropped once, with context for augmentation, into a uint8 memory-mapped
-cache (`CropCache`); a sample is then one small warp of a cached crop.
+Decoding JPEGs and warping whole images for every sample would starve the model, so each person is decoded and
+cropped once, with context for augmentation, into uint8 crops in memory: a memory-mapped `CropCache` made from
+a dataset, or a pack (`train/pack.py`) made once for a GPU machine. A batch is then one `grid_sample` of the
+cached crops on the device that trains: on a GPU, augmentation costs nothing beside the model and needs no
+loader processes; on the CPU it costs less than a per-sample OpenCV warp.
 
-Augmentation (the hourglass paper's recipe, as in its public reimplementations):
-- scale x clip(N(1, 0.25), 0.75, 1.25)
-- rotation clip(N(0, 30), -30, 30) degrees, applied with probability 0.6
-- horizontal flip with probability 0.5, swapping left and right joints
-- colour: each channel multiplied by U(0.8, 1.2)
-Targets: unit-height Gaussians (sigma = 1 heatmap pixel) at sub-pixel joint positions; joints that
-are not labelled get weight 0 in the loss instead of being trained towards an empty map.
+Augmentation (`Augment`): the hourglass paper's rotation (clip(N(0, 30), -30, 30) degrees, p 0.6), horizontal
+flip (p 0.5, left and right joints swapped) and per-channel colour gain U(0.8, 1.2), with crops like the
+runtime's: the runtime crops around a detector's box or the last pose, not around labels, so the crop's scale
+is log-uniform in [0.7, 1.4] (the paper: [0.75, 1.25]) and its centre moves by up to 15 % of its side per axis.
+Targets: unit-height Gaussians (sigma = 1 heatmap pixel) at sub-pixel joint positions; joints that are not
+labelled get weight 0 in the loss instead of being trained towards an empty map.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +27,17 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from streampose import geometry as g
-from streampose.joints import flip_keypoints
+from streampose.joints import JointSet
 from streampose.preprocess import Normalization
 from streampose.sources import read_image
 from train.datasets import Annotation, Dataset
 
 F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
 
 CONTEXT = 1.75
 """Cached crops cover 1.75x the person crop: enough for scale 1.25 rotated by 30 degrees."""
@@ -41,15 +45,23 @@ CONTEXT = 1.75
 
 @dataclass(frozen=True)
 class Augment:
-    scale: float = 0.25
+    scale: tuple[float, float] = (0.7, 1.4)
+    """The crop's side relative to the LSP protocol's (log-uniform; above 1 zooms out)."""
+    shift: float = 0.15
+    """The crop's centre moves by up to this share of its side, per axis (uniform)."""
     rotation: float = 30.0
     rotation_prob: float = 0.6
     flip_prob: float = 0.5
     color: float = 0.2
 
     @classmethod
+    def paper(cls) -> Augment:
+        """The hourglass paper's recipe: crops centred on the labels, scale within 0.75-1.25."""
+        return cls(scale=(0.75, 1.25), shift=0.0)
+
+    @classmethod
     def none(cls) -> Augment:
-        return cls(scale=0.0, rotation=0.0, rotation_prob=0.0, flip_prob=0.0, color=0.0)
+        return cls(scale=(1.0, 1.0), shift=0.0, rotation=0.0, rotation_prob=0.0, flip_prob=0.0, color=0.0)
 
 
 class CropCache:
@@ -81,7 +93,7 @@ class CropCache:
         tmp = images.with_suffix(".tmp")
         out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
         all_joints = np.zeros((len(dataset), len(dataset.joints), 3), np.float32)
-        def crop(a: Annotation) -> tuple[npt.NDArray[np.uint8], F32]:
+        def crop(a: Annotation) -> tuple[U8, F32]:
             m = g.crop_transform(a.center, a.scale * CONTEXT, self.side)
             return g.warp_image(read_image(a.image), m, self.side), g.transform_points(m, a.joints).astype(np.float32)
 
@@ -99,59 +111,111 @@ class CropCache:
         return len(self.images)
 
 
-def gaussian_targets(points: F32, size: int, sigma: float = 1.0) -> F32:
-    """(K, 2) points in heatmap pixels -> (K, size, size) unit-height Gaussians."""
-    ax = np.arange(size, dtype=np.float32)
-    gx = np.exp(-((ax[None, :] - points[:, 0:1]) ** 2) / (2 * sigma**2))
-    gy = np.exp(-((ax[None, :] - points[:, 1:2]) ** 2) / (2 * sigma**2))
-    out: F32 = (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
-    return out
+def gaussian_targets(points: torch.Tensor, size: int, sigma: float = 1.0) -> torch.Tensor:
+    """(..., K, 2) points in heatmap pixels -> (..., K, size, size) unit-height Gaussians."""
+    ax = torch.arange(size, dtype=torch.float32, device=points.device)
+    gx = torch.exp(-((ax - points[..., 0:1]) ** 2) / (2 * sigma**2))
+    gy = torch.exp(-((ax - points[..., 1:2]) ** 2) / (2 * sigma**2))
+    return gy[..., :, None] * gx[..., None, :]
 
 
-def sample_transform(rng: np.random.Generator, cache: CropCache, aug: Augment) -> tuple[npt.NDArray[np.float64], bool]:
-    """A random cache->input transform and whether to flip."""
-    s = float(np.clip(rng.normal(1.0, aug.scale), 1 - aug.scale, 1 + aug.scale)) if aug.scale else 1.0
+def crop_params(rng: np.random.Generator, aug: Augment) -> tuple[float, float, float, float, bool, F32]:
+    """One sample's scale, rotation (degrees), centre shift (x, y, share of the crop side), flip and colour gains."""
+    lo, hi = aug.scale
+    s = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
     r = 0.0
     if aug.rotation and rng.random() < aug.rotation_prob:
         r = float(np.clip(rng.normal(0.0, aug.rotation), -aug.rotation, aug.rotation))
-    c = (cache.side - 1) / 2.0
-    m = g.crop_transform((c, c), s * cache.input_size / g.PIXELS_PER_SCALE, cache.input_size, r)
-    return m, bool(rng.random() < aug.flip_prob)
+    dx, dy = rng.uniform(-aug.shift, aug.shift, 2) if aug.shift else (0.0, 0.0)
+    flip = bool(rng.random() < aug.flip_prob)
+    gain = rng.uniform(1 - aug.color, 1 + aug.color, 3).astype(np.float32) if aug.color else np.ones(3, np.float32)
+    return s, r, float(dx), float(dy), flip, gain
 
 
-class PoseSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """(input (3, S, S), target heatmaps (K, S/4, S/4), joint weights (K,)) for training.
+class PoseBatches:
+    """Training batches (input (B, 3, S, S), target heatmaps (B, K, S/4, S/4), joint weights (B, K)) made on
+    `device` from person crops with context: `images` (N, side, side, 3) BGR, `joints` (N, K, 3) in their pixels
+    (NaN or visibility 0: not labelled), the LSP protocol's person crop `crop` pixels wide at their centre.
 
-    Items are keyed by (epoch, index) and their randomness comes from (seed, epoch, index), so a
-    sample is the same whichever worker or resumed run draws it: resuming is exact.
+    Samples are keyed by (epoch, index) and their randomness comes from (seed, epoch, index), so a sample is the
+    same whichever run draws it: resuming is exact.
     """
 
-    def __init__(
-        self, cache: CropCache, norm: Normalization, aug: Augment, seed: int = 0, stride: int = 4, sigma: float = 1.0
-    ) -> None:
-        self.cache, self.norm, self.aug, self.seed = cache, norm, aug, seed
-        self.stride, self.sigma = stride, sigma
-        self.input_to_heat = g.invert(g.heatmap_to_input(stride))
+    def __init__(self, images: U8, joints: F32, joint_set: JointSet, crop: float, input_size: int,
+                 norm: Normalization, aug: Augment, seed: int = 0, stride: int = 4, sigma: float = 1.0,
+                 device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.aug, self.seed, self.stride, self.sigma = aug, seed, stride, sigma
+        self.input_size, self.crop, self.side = input_size, float(crop), int(images.shape[1])
+        # on a GPU every crop lives on the device (a pack's 9,400 take 0.9 GB); on the CPU they stay mapped
+        self.images: U8 | torch.Tensor = (torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+                                          if self.device.type != "cpu" else images)
+        j = np.asarray(joints, np.float32)
+        labelled = np.isfinite(j[..., :2]).all(-1) & (j[..., 2] > 0)
+        self.xy = torch.from_numpy(np.where(labelled[..., None], j[..., :2], 0).astype(np.float32)).to(self.device)
+        self.labelled = torch.from_numpy(labelled.astype(np.float32)).to(self.device)
+        self.flip_perm = torch.tensor(joint_set.flip, device=self.device)
+        bgr_to_net = [2, 1, 0] if norm.rgb else [0, 1, 2]
+        self.channels = torch.tensor(bgr_to_net, device=self.device)
+        self.mean = torch.tensor(norm.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(norm.std, device=self.device).view(1, 3, 1, 1) * 255
 
     def __len__(self) -> int:
-        return len(self.cache)
+        return len(self.xy)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        epoch, i = key
-        rng = np.random.default_rng((self.seed, epoch, i))
-        m, flip = sample_transform(rng, self.cache, self.aug)
-        size = self.cache.input_size
-        crop = g.warp_image(np.asarray(self.cache.images[i], dtype=np.uint8), m, size)
-        joints = g.transform_points(m, self.cache.joints[i]).astype(np.float32)
-        if flip:
-            crop = np.ascontiguousarray(crop[:, ::-1])
-            joints = flip_keypoints(joints, self.cache.joints_set, size)
-        if self.aug.color:
-            gain = rng.uniform(1 - self.aug.color, 1 + self.aug.color, 3).astype(np.float32)
-            crop = np.clip(crop.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-        x = self.norm.apply(crop[None])[0]
-        heat_xy = g.transform_points(self.input_to_heat, joints[:, :2]).astype(np.float32)
-        target = gaussian_targets(heat_xy, size // self.stride, self.sigma)
-        weight = (joints[:, 2] > 0).astype(np.float32)
-        return torch.from_numpy(x), torch.from_numpy(target), torch.from_numpy(weight)
+    def pixels(self, index: torch.Tensor) -> torch.Tensor:
+        """(B, 3, side, side) float crops in the network's channel order."""
+        if isinstance(self.images, torch.Tensor):
+            u8 = self.images[index]
+        else:
+            u8 = torch.from_numpy(np.asarray(self.images[index.numpy()]))
+        return u8.to(self.device).permute(0, 3, 1, 2)[:, self.channels].float()
 
+    def __call__(self, keys: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """The batch of these (epoch, index) keys, and the indices.
+
+        The per-sample numbers (transforms, their inverses, colour gains, flips, indices) are made on the host
+        and reach the device in one pinned, asynchronous copy: a blocking copy, or an inverse computed on the
+        GPU, would wait for the previous step to finish on every batch."""
+        params = [crop_params(np.random.default_rng((self.seed, e, i)), self.aug) for e, i in keys]
+        index = [i for _, i in keys]
+        b, size = len(keys), self.input_size
+        s, r, dx, dy = (np.array([p[k] for p in params], np.float64) for k in range(4))
+        flip = np.array([p[4] for p in params])
+        # output u in [-1, 1]^2 -> source v = A u + t (normalised coordinates, align_corners=False)
+        k = s * self.crop / self.side
+        rad = np.deg2rad(r)
+        cos, sin = np.cos(rad) * k, np.sin(rad) * k
+        a = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (B, 2, 2)
+        a[:, :, 0] *= np.where(flip, -1.0, 1.0)[:, None]
+        t = np.stack([dx, dy], -1) * s[:, None] * self.crop * 2 / self.side
+        host = torch.from_numpy(np.concatenate(
+            [a.reshape(b, 4), t, np.linalg.inv(a).reshape(b, 4), np.stack([p[5] for p in params]), flip[:, None],
+             np.array(index)[:, None]], 1).astype(np.float32))
+        dev = host.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else host
+        theta = torch.cat([dev[:, :4].view(b, 2, 2), dev[:, 4:6, None]], -1)
+        inv, gain = dev[:, 6:10].view(b, 2, 2), dev[:, 10:13]
+        flipped, idx = dev[:, 13] > 0.5, dev[:, 14].long()
+        grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
+        x = F.grid_sample(self.pixels(idx), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = ((x * gain[:, :, None, None]).clamp_(0, 255) - self.mean) / self.std
+        # joints: source pixels -> v -> u = A^-1 (v - t) -> input pixels -> heatmap pixels
+        v = (self.xy[idx] - (self.side - 1) / 2) * (2 / self.side)
+        u = torch.einsum("bij,bkj->bki", inv, v - theta[:, None, :, 2])
+        heat = ((u * (size / 2) + (size - 1) / 2) - (self.stride - 1) / 2) / self.stride
+        weight = self.labelled[idx]
+        heat = torch.where(flipped[:, None, None], heat[:, self.flip_perm], heat)
+        weight = torch.where(flipped[:, None], weight[:, self.flip_perm], weight)
+        target = gaussian_targets(heat, size // self.stride, self.sigma)
+        return x, target, weight, index
+
+    def sample(self, epoch: int, i: int) -> tuple[U8, F32]:
+        """One augmented crop (BGR uint8) and its joints in input pixels (NaN: unlabelled), for tests and pictures."""
+        x, target, weight, _ = self([(epoch, i)])
+        mean, std = self.mean, self.std
+        rgb = (x * std + mean).clamp(0, 255)[0][self.channels].permute(1, 2, 0).round().byte().cpu().numpy()
+        hs = self.input_size // self.stride
+        flat = target[0].reshape(len(target[0]), -1).argmax(-1).cpu().numpy()
+        xy = np.stack([flat % hs, flat // hs], -1).astype(np.float32) * self.stride + (self.stride - 1) / 2
+        xy[weight[0].cpu().numpy() == 0] = np.nan
+        return np.ascontiguousarray(rgb), xy

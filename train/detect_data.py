@@ -34,6 +34,7 @@ from streampose.detect import person_box
 from streampose.preprocess import Normalization
 from streampose.sources import read_image
 from train.datasets import Annotation, Dataset
+from train.pack import Pack
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -76,6 +77,17 @@ class FrameImages:
             self.images: list[U8] = list(tqdm(pool.map(lambda a: read_image(a.image), items), total=len(items),
                                               desc="loading images", unit="img", disable=None))
         self.boxes = [annotation_box(a, im.shape[1], im.shape[0]) for a, im in zip(items, self.images, strict=True)]
+
+    @classmethod
+    def from_pack(cls, pack: Pack, index: npt.NDArray[np.int64]) -> FrameImages:
+        """A pack's crops as the images (each its person with the context the pack kept around it)."""
+        self = cls.__new__(cls)
+        self.images = [pack.images[i] for i in index]
+        self.boxes = []
+        for i in index:
+            a = Annotation(pack.path, np.nan_to_num(pack.joints[i], nan=-1e4), (0.0, 0.0), 1.0)
+            self.boxes.append(annotation_box(a, pack.side, pack.side))
+        return self
 
     def __len__(self) -> int:
         return len(self.images)

@@ -9,7 +9,6 @@ MPII tools (the hourglass annotation files store it as `normalize`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,20 +30,32 @@ from train.datasets import Annotation, Dataset
 F32 = npt.NDArray[np.float32]
 
 
-def batches(items: list[Annotation], size: int) -> Iterator[list[Annotation]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def jittered(items: list[Annotation], jitter: float, seed: int = 0) -> tuple[npt.NDArray[np.float64], F32]:
+    """Centres (N, 2) and scales (N,) of the annotations' crops moved as a detector or tracker misses them: the
+    centre by up to `jitter` of the crop's side per axis, the side by a factor within [1/(1+2j), 1+2j]
+    (log-uniform), drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([a.center for a in items], np.float64)
+    scales = np.array([a.scale for a in items], np.float64)
+    if jitter:
+        side = scales * 200.0
+        centers += rng.uniform(-jitter, jitter, centers.shape) * side[:, None]
+        scales *= np.exp(rng.uniform(-1, 1, len(items)) * np.log1p(2 * jitter))
+    return centers, scales.astype(np.float32)
 
 
-def predict(backend: Backend, dataset: Dataset, flip: bool = False, batch: int = 32, progress: bool = True) -> F32:
-    """Keypoints (N, K, 3) in image pixels for every annotation's person crop."""
+def predict(backend: Backend, dataset: Dataset, flip: bool = False, batch: int = 32, progress: bool = True,
+            jitter: float = 0.0) -> F32:
+    """Keypoints (N, K, 3) in image pixels for every annotation's person crop (moved by `jitter`, see
+    `jittered`)."""
     info = backend.info
     batch = min(batch, info.max_batch)
+    centers, scales = jittered(dataset.items, jitter)
     out = []
-    for chunk in tqdm(list(batches(dataset.items, batch)), desc="evaluating", unit="batch",
-                      disable=None if progress else True, leave=False):
+    for start, chunk in tqdm([(i, dataset.items[i:i + batch]) for i in range(0, len(dataset.items), batch)],
+                             desc="evaluating", unit="batch", disable=None if progress else True, leave=False):
         frames = [read_image(a.image) for a in chunk]
-        m = crop_transform(np.array([a.center for a in chunk]), np.array([a.scale for a in chunk]), info.input_size)
+        m = crop_transform(centers[start:start + len(chunk)], scales[start:start + len(chunk)], info.input_size)
         x = preprocess(frames, m, info.input_size, info.normalization)
         out.append(decode(infer_heatmaps(backend, x, flip), m, stride=info.stride))
     return np.concatenate(out) if out else np.zeros((0, len(info.joints), 3), np.float32)
@@ -91,6 +102,9 @@ class Report:
             lines.append(f"  {name:<12}{100 * self.per_joint[name]:8.1f}{self.counts[name]:7d}")
         lines.append(f"  {'limbs (12)':<12}{100 * self.limbs:8.1f}")
         lines.append(f"  {'all':<12}{100 * self.all:8.1f}")
+        if "mirrored_better" in self.extra:
+            lines.append(f"  fits its labels mirrored left/right clearly better in {self.extra['mirrored_better']} "
+                         f"of {self.extra['mirror_checked']} images")
         return "\n".join(lines)
 
 
@@ -141,6 +155,7 @@ def score_full_image(estimator: PoseEstimator, detector: PersonDetector, dataset
     report's `extra` says in how many images someone was found."""
     pred, found = predict_full_image(estimator, detector, dataset, progress)
     rep = _score(pred, dataset, estimator.flip)
+    rep.extra["mirrored_better"], rep.extra["mirror_checked"] = mirrored_better(pred, dataset)
     rep.extra.update(protocol="full image", found=found, of=len(dataset))
     return rep
 
@@ -164,16 +179,44 @@ def side_by_side(reports: dict[str, Report]) -> str:
     lines.append(f"  {'limbs (12)':<12}" + "".join(f"{100 * r.limbs:{width}.1f}" for r in reports.values()))
     lines.append(f"  {'all':<12}" + "".join(f"{100 * r.all:{width}.1f}" for r in reports.values()))
     for c, r in reports.items():
+        if "mirrored_better" in r.extra:
+            lines.append(f"  {c}: fits its labels mirrored left/right clearly better in {r.extra['mirrored_better']} "
+                         f"of {r.extra['mirror_checked']} images")
         if "found" in r.extra:
             lines.append(f"  {c}: a person found in {r.extra['found']} of {r.extra['of']} images")
     return "\n".join(lines)
 
 
-def score(backend: Backend, dataset: Dataset, flip: bool = False, progress: bool = True) -> Report:
+def score(backend: Backend, dataset: Dataset, flip: bool = False, progress: bool = True, jitter: float = 0.0
+          ) -> Report:
     """Predict and score a dataset with its own metric: PCKh@0.5 where every annotation carries a
-    head size (MPII), else PCK@0.2 with the LSP protocol."""
-    pred = predict(backend, dataset, flip=flip, progress=progress)
-    return _score(pred, dataset, flip)
+    head size (MPII), else PCK@0.2 with the LSP protocol. The report's `extra` counts the images whose
+    prediction fits their labels mirrored left/right clearly better (`mirrored_better`)."""
+    pred = predict(backend, dataset, flip=flip, progress=progress, jitter=jitter)
+    rep = _score(pred, dataset, flip)
+    rep.extra["mirrored_better"], rep.extra["mirror_checked"] = mirrored_better(pred, dataset)
+    if jitter:
+        rep.extra["jitter"] = jitter
+    return rep
+
+
+def mirrored_better(pred: npt.ArrayLike, dataset: Dataset, margin: float = 0.25) -> tuple[int, int]:
+    """How many images (of those with at least 4 labelled joints whose mirror partner is labelled too) the
+    prediction fits clearly better with the labels' left and right exchanged: mean distance to the mirrored
+    labels below (1 - margin) x the mean distance to the labels. A measure of side confusion, by the model
+    or by the labels."""
+    gt = np.stack([a.joints for a in dataset.items]).astype(np.float64)
+    p = np.asarray(pred, np.float64)
+    flip = list(dataset.joints.flip)
+    both = (gt[..., 2] > 0) & (gt[:, flip, 2] > 0) & np.isfinite(p[..., 0])
+    own = np.linalg.norm(p[..., :2] - gt[..., :2], axis=-1)
+    mirrored = np.linalg.norm(p[..., :2] - gt[:, flip, :2], axis=-1)
+    n = both.sum(axis=1)
+    checked = n >= 4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(both, own, 0).sum(axis=1) / n
+        b = np.where(both, mirrored, 0).sum(axis=1) / n
+    return int(((b < (1 - margin) * a) & checked).sum()), int(checked.sum())
 
 
 def pckh(pred: npt.ArrayLike, dataset: Dataset, head_sizes: npt.ArrayLike, threshold: float = 0.5,

@@ -33,14 +33,18 @@ from streampose.detector import PersonDetector
 from streampose.info import cpu
 from streampose.model import StackedHourglass
 from streampose.preprocess import Normalization
-from train.data import Augment, CropCache, PoseSamples
+from train.data import Augment, CropCache, PoseBatches
 from train.datasets import Dataset
 from train.detect_data import DetectAugment, DetectSamples, FrameImages, centernet_loss
 from train.detect_eval import top1
 from train.evaluate import score
+from train.pack import Pack
 from train.widen import widen
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+AUGMENTS = {"runtime": Augment(), "paper": Augment.paper()}
+PROBE_STEPS = 60
+"""With a time budget, the first steps are timed to fit the schedule (epochs and drops) into the budget."""
 
 
 @dataclass
@@ -69,13 +73,31 @@ class TrainConfig:
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (the GPU where torch sees one)."""
     workers: int = -1
-    """Sample-making processes (-1: none on CPU, where the model needs both cores; up to 8 beside a GPU)."""
+    """Detector sample-making processes (-1: none on CPU, where the model needs both cores; up to 8 beside a GPU).
+    Pose batches are made on the training device and need none."""
+    augment: str = "runtime"
+    """Pose crops: `runtime` (scale 0.7-1.4, centre shifts of 15 %: crops as the detector and tracker make them)
+    or `paper` (centred on the labels, scale 0.75-1.25)."""
+    swap_after: int = -1
+    """From this epoch, each sample's labels or their left/right mirror, whichever the model fits better by
+    `swap_margin` (-1: never)."""
+    swap_margin: float = 0.25
+    """Mirrored labels are chosen when their loss is below (1 - margin) x the labels' own."""
+    time_budget: float = 0.0
+    """Seconds of training: the schedule (epochs, drops) shrinks to what fits, timed over the first steps
+    (0: run the epochs given)."""
+    val_every: int = 1
+    """Validate every this many epochs (and after the last)."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.model not in models.PRESETS:
             raise ValueError(f"unknown model config {self.model!r}; choose from {', '.join(models.PRESETS)}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if self.val_every < 1:
+            raise ValueError(f"val_every must be >= 1, got {self.val_every}")
 
 
 def pick_device(name: str) -> torch.device:
@@ -104,6 +126,20 @@ def masked_mse(outputs: list[torch.Tensor], target: torch.Tensor, weight: torch.
     return sum((((o.float() - target) ** 2) * w).mean() for o in outputs)  # type: ignore[return-value]
 
 
+def choose_mirrored(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, flip: torch.Tensor,
+                    margin: float) -> torch.Tensor:
+    """(B,) bool: the samples whose labels mirrored left/right (the joint set's flip permutation, image
+    unchanged) the model's heatmaps fit better than their own labels, by `margin`.
+
+    Crowd-sourced labels (LSPET) swap the person's left and right in about one image in ten (Johnson &
+    Everingham 2011); training towards both sides at once blurs every limb."""
+    with torch.no_grad():
+        h = heatmaps.float()
+        own = (((h - target) ** 2) * weight[:, :, None, None]).sum((1, 2, 3))
+        other = (((h - target[:, flip]) ** 2) * weight[:, flip, None, None]).sum((1, 2, 3))
+        return other < (1 - margin) * own
+
+
 class _Stop(Exception):
     """SIGTERM, turned into an orderly stop like Ctrl-C."""
 
@@ -112,15 +148,18 @@ class Trainer:
     """Trains a pose model on person crops, or a detector (a `centernet` config) on whole frames composed of
     the same pose data; validates each epoch on every validation set (pose: PCK; detector: top-1 recall)."""
 
-    def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | Sequence[Dataset] | None,
-                 resume: bool = False) -> None:
+    def __init__(self, cfg: TrainConfig, train_set: Dataset | Pack,
+                 val_set: Dataset | Sequence[Dataset] | None, resume: bool = False) -> None:
         self.cfg, self.train_set = cfg, train_set
         self.val_sets = [] if val_set is None else [val_set] if isinstance(val_set, Dataset) else list(val_set)
         preset = models.PRESETS[cfg.model]
         self.detector = preset.config.head == "centernet"
         self.joints = preset.joints
-        if not self.detector and train_set.joints.name != preset.joints.name:
-            raise ValueError(f"{cfg.model} predicts {preset.joints.name} but the data has {train_set.joints.name}")
+        data_joints = train_set.joint_set if isinstance(train_set, Pack) else train_set.joints
+        if not self.detector and data_joints.name != preset.joints.name:
+            raise ValueError(f"{cfg.model} predicts {preset.joints.name} but the data has {data_joints.name}")
+        self.data_name = (f"{train_set.describe('train')} (packed in {train_set.path.name})"
+                          if isinstance(train_set, Pack) else train_set.name)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.norm = Normalization()
@@ -147,16 +186,28 @@ class Trainer:
             raise FileExistsError(f"{self.last_path} exists: continue it with --resume, or choose another --out")
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.samples: PoseSamples | DetectSamples
+        self.samples: PoseBatches | DetectSamples
+        self.augment: Augment | DetectAugment
         if self.detector:
-            self.augment: Augment | DetectAugment = DetectAugment()
-            self.samples = DetectSamples(FrameImages(train_set), config.input_size, self.norm, self.augment,
+            self.augment = DetectAugment()
+            frames = (FrameImages.from_pack(train_set, train_set.select("train")) if isinstance(train_set, Pack)
+                      else FrameImages(train_set))
+            self.samples = DetectSamples(frames, config.input_size, self.norm, self.augment,
                                          seed=cfg.seed, stride=config.stride)
         else:
-            self.augment = Augment()
-            cache = CropCache(train_set, config.input_size, cfg.cache_dir)
-            self.samples = PoseSamples(cache, self.norm, self.augment, seed=cfg.seed, stride=config.stride)
+            self.augment = AUGMENTS[cfg.augment]
+            if isinstance(train_set, Pack):
+                keep = train_set.select("train")
+                images, joints, crop = train_set.images[keep], train_set.joints[keep], train_set.crop
+                self.names = [train_set.source(int(i)) for i in keep]
+            else:
+                cache = CropCache(train_set, config.input_size, cfg.cache_dir)
+                images, joints, crop = cache.images, cache.joints, float(config.input_size)
+                self.names = [a.image.name for a in train_set.items]
+            self.samples = PoseBatches(images, joints, self.joints, crop, config.input_size, self.norm, self.augment,
+                                       seed=cfg.seed, stride=config.stride, device=self.device)
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
+        self._swaps: list[tuple[torch.Tensor, list[int]]] = []
 
     @property
     def last_path(self) -> Path:
@@ -189,6 +240,9 @@ class Trainer:
         self.step = int(c.extra["step"])
         self.log = list(c.extra["log"])
         self.seconds = float(c.extra["seconds"])
+        if self.cfg.time_budget:  # the schedule the budget fitted, not the one asked for
+            saved = c.metadata.get("train_config", {})
+            self.cfg.epochs, self.cfg.lr_drops = int(saved["epochs"]), list(saved["lr_drops"])
         print(f"resuming {self.last_path} at step {self.step}", file=sys.stderr)
 
     def checkpoint(self, path: Path) -> Path:
@@ -198,7 +252,7 @@ class Trainer:
         meta = {
             "name": self.cfg.model,
             "trained": True,
-            "data": self.train_set.name,
+            "data": self.data_name,
             "validation": " + ".join(v.name for v in self.val_sets) or None,
             "steps": self.step,
             "epochs": self.step / self.steps_per_epoch,
@@ -231,10 +285,13 @@ class Trainer:
         self.net.train()
         return out
 
-    def loader(self, total: int) -> torch.utils.data.DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Batches from the current step to `total`, made by worker processes where there are cores to spare.
-
-        Each batch is a list of (epoch, index) keys, so workers never need to be told the epoch."""
+    def batches(self, total: int) -> Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int] | None]]:
+        """Batches from the current step to `total`. Pose batches are made on the training device; detector
+        frames by worker processes where there are cores to spare. Each batch is a list of (epoch, index) keys,
+        so workers never need to be told the epoch."""
+        keys = EpochBatches(self.cfg, len(self.samples), self.step, total)
+        if isinstance(self.samples, PoseBatches):
+            return map(self.samples, keys)
         workers = self.cfg.workers
         if workers < 0:
             workers = 0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 1) - 1))
@@ -243,9 +300,9 @@ class Trainer:
             # the cores (15 workers made ~750 samples/s on a 16-core GPU host). Set before they fork:
             # changing it inside a forked worker hangs.
             cv2.setNumThreads(1)
-        return torch.utils.data.DataLoader(
-            self.samples, batch_sampler=EpochBatches(self.cfg, len(self.samples), self.step, total),
-            num_workers=workers, pin_memory=self.device.type == "cuda")
+        loader = torch.utils.data.DataLoader(self.samples, batch_sampler=keys, num_workers=workers,
+                                             pin_memory=self.device.type == "cuda")
+        return ((x, t, w, None) for x, t, w in loader)
 
     def run(self) -> Path:
         """Train to the end (or max_steps); returns the final checkpoint's path."""
@@ -254,11 +311,21 @@ class Trainer:
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
         old = signal.signal(signal.SIGTERM, self._on_term)
-        cv_threads = cv2.getNumThreads()  # loader() may lower it for its workers
+        cv_threads = cv2.getNumThreads()  # batches() may lower it for its workers
         bar = tqdm(total=total, initial=self.step, desc=f"train {cfg.model}", unit="step", disable=None)
         try:
             self.net.train()
-            self._steps(self.loader(total), total, bar)
+            if cfg.time_budget and self.step == 0:
+                t_start = time.perf_counter()
+                warm = min(PROBE_STEPS // 6, total)  # start-up, kernel choice and loader processes: not timed
+                self._steps(self.batches(warm), warm, bar)
+                t0 = time.perf_counter()
+                probe = min(PROBE_STEPS, total)
+                self._steps(self.batches(probe), probe, bar)
+                rate = (probe - warm) / max(time.perf_counter() - t0, 1e-9)
+                total = self._fit_budget(rate, total, time.perf_counter() - t_start)
+                bar.total = total
+            self._steps(self.batches(total), total, bar)
         except (KeyboardInterrupt, _Stop):
             bar.close()
             self.checkpoint(self.last_path)
@@ -270,21 +337,36 @@ class Trainer:
             signal.signal(signal.SIGTERM, old)
             cv2.setNumThreads(cv_threads)
             bar.close()
-        if self.step % self.steps_per_epoch:  # stopped mid-epoch by max_steps: validate anyway
-            self._end_of_epoch(self.step // self.steps_per_epoch)
+        if self.step % self.steps_per_epoch or (self.step // self.steps_per_epoch) % cfg.val_every:
+            self._end_of_epoch((self.step - 1) // self.steps_per_epoch, validate=True)  # the last pass, always
         final = self.checkpoint(self.last_path)
         self.write_log()
         return final
 
+    def _fit_budget(self, steps_per_second: float, total: int, spent: float) -> int:
+        """Shrinks the schedule to the steps that fit the time budget (5 % kept for validation); the drops keep
+        their place relative to the last epoch. Returns the new total."""
+        cfg = self.cfg
+        fit = self.step + int(steps_per_second * (cfg.time_budget * 0.95 - spent))
+        epochs = max(1, min(cfg.epochs, fit // self.steps_per_epoch))
+        if epochs < cfg.epochs:
+            cfg.lr_drops = [round(d * epochs / cfg.epochs) for d in cfg.lr_drops]
+            print(f"\n{steps_per_second:.1f} steps/s: {epochs} of {cfg.epochs} epochs fit {cfg.time_budget:.0f} s; "
+                  f"rate drops at {cfg.lr_drops}", file=sys.stderr)
+            cfg.epochs = epochs
+        total = epochs * self.steps_per_epoch
+        return min(total, cfg.max_steps) if cfg.max_steps else total
+
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         raise _Stop
 
-    def _steps(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], total: int,
-               bar: tqdm) -> None:
+    def _steps(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int] | None]],
+               total: int, bar: tqdm) -> None:
         cfg = self.cfg
         window = torch.zeros((), device=self.device)
         n_window, t_window = 0, time.perf_counter()
-        for x, target, weight in batches:
+        flip = torch.tensor(self.joints.flip, device=self.device)
+        for x, target, weight, index in batches:
             t0 = time.perf_counter()
             epoch = self.step // self.steps_per_epoch
             lr = learning_rate(cfg, epoch)
@@ -296,7 +378,15 @@ class Trainer:
             target, weight = target.to(self.device, non_blocking=True), weight.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 outputs = self.net(x)
-            loss = centernet_loss(outputs, target, weight) if self.detector else masked_mse(outputs, target, weight)
+            if self.detector:
+                loss = centernet_loss(outputs, target, weight)
+            else:
+                if index is not None and 0 <= cfg.swap_after <= epoch:
+                    swap = choose_mirrored(outputs[-1], target, weight, flip, cfg.swap_margin)
+                    target = torch.where(swap[:, None, None, None], target[:, flip], target)
+                    weight = torch.where(swap[:, None], weight[:, flip], weight)
+                    self._swaps.append((swap, index))
+                loss = masked_mse(outputs, target, weight)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             self.opt.step()
@@ -319,15 +409,29 @@ class Trainer:
                 n_window, t_window = 0, time.perf_counter()
             if self.step % self.steps_per_epoch == 0:
                 t_val = time.perf_counter()
-                self._end_of_epoch(epoch)
+                self._end_of_epoch(epoch, validate=(epoch + 1) % cfg.val_every == 0)
                 t_window += time.perf_counter() - t_val  # the speed is of training steps, not validation
             elif self.step % cfg.checkpoint_every == 0:
                 self.checkpoint(self.last_path)
             if self.step >= total:
                 return
 
-    def _end_of_epoch(self, epoch: int) -> None:
-        reports = self.validate()
+    def _log_swaps(self, epoch: int) -> None:
+        """How many samples of the epoch trained on mirrored labels, and which images."""
+        if not self._swaps:
+            return
+        chosen = torch.cat([s for s, _ in self._swaps]).cpu().numpy()
+        index = [i for _, idx in self._swaps for i in idx]
+        images = sorted({self.names[i] for i, c in zip(index, chosen, strict=True) if c})
+        self.log.append({"kind": "swap", "step": self.step, "epoch": epoch, "swapped": int(chosen.sum()),
+                         "samples": len(chosen), "images": images})
+        print(f"\nepoch {epoch}: {int(chosen.sum())} of {len(chosen)} samples trained on mirrored labels "
+              f"({len(images)} images)", file=sys.stderr)
+        self._swaps = []
+
+    def _end_of_epoch(self, epoch: int, validate: bool = True) -> None:
+        self._log_swaps(epoch)
+        reports = self.validate() if validate else {}
         if reports:
             first = next(iter(reports.values()))  # the curve follows the first set; the log keeps them all
             keys = ("recall", "mean_iou") if self.detector else ("limbs", "all")

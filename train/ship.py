@@ -46,10 +46,13 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
             for val in vals:
                 metrics[val.name] = {"top1": top1(detector, val).to_dict(),
                                      "composites": composites(detector, val).to_dict()}
-        else:
-            for flip in (False, True):
-                rep = score(backend, vals[0], flip=flip)
-                metrics["flip" if flip else "plain"] = rep.to_dict()
+        else:  # the first set as "plain" / "flip", each further one under its name
+            for i, val in enumerate(vals):
+                reps = {("flip" if f else "plain"): score(backend, val, flip=f).to_dict() for f in (False, True)}
+                if i == 0:
+                    metrics.update(reps)
+                else:
+                    metrics[val.name] = reps
     card = {
         "name": name,
         "summary": models.PRESETS[name].summary if name in models.PRESETS else "",
@@ -59,16 +62,26 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
         "parameters": count_parameters(shipped.build()),
         "gmac": round(conv_macs(src.config) / 1e9, 3),
         "weights": {"file": weights.name, "dtype": "float16", "bytes": weights.stat().st_size},
-        "data": {"train": src.metadata["data"], "validation": src.metadata["validation"],
+        "data": {"train": src.metadata["data"], "validation": val_spec or src.metadata["validation"],
                  "licence": "LSP (Johnson & Everingham 2010) and LSP-extended (2011), Flickr images: research use "
                             "only"},
         "training": _training(src.metadata, machine or src.metadata.get("machine")
-                              or f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}"),
+                              or f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}",
+                              src.extra.get("log", [])),
         "validation": metrics,
         "commands": commands,
     }
     (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
+
+
+def compact(run: Path, dest: Path) -> Path:
+    """The run's weights (fp16), metadata and log without the optimizer state: small enough to come back from
+    a GPU machine (at most 16 MB a file), then shipped here from a folder holding it as `last.pt`."""
+    c = ck.load(run / "last.pt")
+    extra: dict[str, Any] = {k: c.extra[k] for k in ("step", "log", "seconds") if k in c.extra}
+    return ck.save(ck.Checkpoint(c.config, c.joints, c.normalization, c.metadata, c.state_dict, extra), dest,
+                   half=True)
 
 
 def _earlier_training(init: str) -> dict[str, Any] | None:
@@ -85,18 +98,25 @@ def _earlier_training(init: str) -> dict[str, Any] | None:
     return {"weights": init, **_training(meta, meta.get("machine"))}
 
 
-def _training(meta: dict[str, Any], machine: str | None) -> dict[str, Any]:
-    """A card's training block from a training checkpoint's metadata, with the phases before it."""
+def _training(meta: dict[str, Any], machine: str | None, log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A card's training block from a training checkpoint's metadata (and its log: the samples trained on
+    mirrored labels, per epoch), with the phases before it."""
     history = _earlier_training(meta["train_config"].get("init", ""))
+    swaps = [e for e in log or [] if e.get("kind") == "swap"]
     return {"steps": meta["steps"], "epochs": meta["epochs"], "seconds": meta["training_seconds"],
             "config": meta["train_config"], "augmentation": meta["augmentation"], "machine": machine,
+            **({"mirrored_labels": {"per_epoch": {e["epoch"]: e["swapped"] for e in swaps},
+                                    "samples_per_epoch": swaps[-1]["samples"],
+                                    "images": len({i for e in swaps for i in e["images"]})}} if swaps else {}),
             **({"started_from": history} if history else {})}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="training run folder holding last.pt")
-    ap.add_argument("--name", required=True, help="model name, e.g. hg2-lite")
+    ap.add_argument("--name", default=None, help="model name, e.g. hg2-lite")
+    ap.add_argument("--compact", type=Path, default=None, metavar="FILE",
+                    help="instead of shipping, write the run's fp16 weights, metadata and log (no optimizer) to FILE")
     ap.add_argument("--val", default=None, help="validation set spec (default: the one the run validated on)")
     ap.add_argument("--command", action="append", default=[], help="a command that produced the run (repeatable)")
     ap.add_argument("--input-size", type=int, default=0,
@@ -104,13 +124,19 @@ def main() -> None:
     ap.add_argument("--machine", default=None,
                     help="where it trained (default: as recorded in the checkpoint, else this machine)")
     args = ap.parse_args()
+    if args.compact:
+        print(f"wrote {compact(args.run, args.compact)}")
+        return
+    if not args.name:
+        ap.error("--name is required to ship")
     card = ship(args.run, args.name, args.command, args.val, machine=args.machine, input_size=args.input_size)
     for kind, rep in card["validation"].items():
         if "top1" in rep:
             print(f"{kind}: top-1 recall {100 * rep['top1']['recall']:.1f} %, composites recall "
                   f"{100 * rep['composites']['recall']:.1f} %, {rep['composites']['false_positives']:.2f} FP/frame")
-        else:
-            print(f"{kind:>5}: {rep['metric']} limbs {100 * rep['limbs']:.1f}  all {100 * rep['all']:.1f}")
+        else:  # "plain" and "flip" of the first set, then each further set's pair
+            for name, r in ({kind: rep} if "metric" in rep else {f"{kind} {k}": v for k, v in rep.items()}).items():
+                print(f"{name:>5}: {r['metric']} limbs {100 * r['limbs']:.1f}  all {100 * r['all']:.1f}")
 
 
 if __name__ == "__main__":
