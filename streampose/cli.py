@@ -18,6 +18,25 @@ from streampose.backends import NAMES
 from streampose.crop import REDETECT
 from streampose.wire import Message, to_map
 
+OPTIONAL = {
+    "h5py": ("h5py", ("train",)), "matplotlib": ("matplotlib", ("train",)),
+    "openvino": ("openvino", ("cpu",)), "nncf": ("nncf", ("cpu",)), "onnxruntime": ("onnxruntime", ("cpu",)),
+    "onnx": ("onnx", ("cpu", "tensorrt")), "onnxscript": ("onnxscript", ("cpu", "tensorrt")),
+    "tensorrt": ("tensorrt", ("tensorrt",)), "torch_tensorrt": ("torch-tensorrt", ("tensorrt",)),
+}
+"""Modules of the optional extras (pyproject.toml): the package that provides each and the extras that install it."""
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """What to install for a module of an optional extra that is not installed; None for any other module."""
+    module = (e.name or "").partition(".")[0]
+    if module not in OPTIONAL:
+        return None
+    package, extras = OPTIONAL[module]
+    which = " or ".join(extras)
+    return (f"this needs {package}, which the {which} extra{'s' if len(extras) > 1 else ''} install"
+            f"{'' if len(extras) > 1 else 's'}: pip install 'streampose[{extras[0]}]'")
+
 
 class UserError(Exception):
     """Reported as one line on stderr with exit code 1."""
@@ -352,16 +371,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streampose {args.command}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
               file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
+    except ModuleNotFoundError as e:  # an optional extra that this install lacks: say which to install
+        if (hint := missing_extra(e)) is None:
+            return _internal_error(args.command, e)
+        print(f"streampose {args.command}: error: {hint}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader went away (`streampose run ... | head`): stop quietly, as `cat` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as e:  # a bug: still one line (outputs were closed on the way out); the trace on request
-        if os.environ.get("STREAMPOSE_DEBUG"):
-            raise
-        print(f"streampose {args.command}: internal error: {type(e).__name__}: {e} (a bug; please report it, "
-              "with the traceback that STREAMPOSE_DEBUG=1 shows)", file=sys.stderr)
-        return 70
+    except Exception as e:  # a bug: still one line (outputs were closed on the way out)
+        return _internal_error(args.command, e)
     return code
+
+
+def _internal_error(command: str, e: Exception) -> int:
+    """A bug: one line, the traceback on request (STREAMPOSE_DEBUG=1)."""
+    if os.environ.get("STREAMPOSE_DEBUG"):
+        raise e
+    print(f"streampose {command}: internal error: {type(e).__name__}: {e} (a bug; please report it, "
+          "with the traceback that STREAMPOSE_DEBUG=1 shows)", file=sys.stderr)
+    return 70
 
 
 if __name__ == "__main__":
