@@ -89,6 +89,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _publish_endpoint(text: str) -> str:
+    """Where `run` publishes: an endpoint to bind, or `none`."""
+    return text if text == "none" else _endpoint(text, bind=True)
+
+
+def _connect_endpoint(text: str) -> str:
+    """Where a reader (`listen`) connects."""
+    return _endpoint(text, bind=False)
+
+
+def _endpoint(text: str, bind: bool) -> str:
+    from streampose.endpoint import EndpointError, check_endpoint
+
+    try:
+        return check_endpoint(text, bind=bind)
+    except EndpointError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _crop_spec(text: str) -> str:
     from streampose.crop import parse_crop
 
@@ -294,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--smooth", action="store_true", help="One-Euro smoothing of each joint over time")
     r.add_argument("--live", action="store_true",
                    help="play video files at their native rate as live sources (drop stale frames)")
-    r.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+    r.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", type=_publish_endpoint,
                    help="ZeroMQ endpoint to publish on, or 'none' (default: %(default)s, loopback only)")
     r.add_argument("--format", default="msgpack", choices=("msgpack", "json"),
                    help="wire format of published messages (default: %(default)s)")
@@ -318,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  streampose listen --jsonl poses.jsonl --until-eos   # record a file run to its end\n"
                "  streampose listen tcp://127.0.0.1:5556 --stream s1 --latest",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ls.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555",
+    ls.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", type=_connect_endpoint,
                     help="where `streampose run --publish` publishes (default: %(default)s)")
     ls.add_argument("--stream", action="append", metavar="ID", help="only this stream id (repeatable)")
     ls.add_argument("--control", action="store_true", help="also show start / eos / error / stats messages")

@@ -15,6 +15,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from streampose import curve
+from streampose.endpoint import EndpointError, check_endpoint
 from streampose.wire import FORMATS, Format, Message, encode
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -49,6 +50,10 @@ class Publisher:
             raise ValueError(f"unknown wire format {fmt!r}; choose from {', '.join(FORMATS)}")
         if hwm < 1:
             raise ValueError(f"hwm must be at least 1, got {hwm}")
+        try:
+            check_endpoint(endpoint, bind=True)
+        except EndpointError as e:
+            raise PublishError(f"cannot publish on {endpoint}: {e}") from None
         self.fmt: Format = fmt
         self.sent = 0
         # the authenticator serves a whole context, so a CURVE publisher gets one of its own

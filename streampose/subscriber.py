@@ -23,6 +23,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from streampose import curve
+from streampose.endpoint import check_endpoint
 from streampose.publish import DEFAULT_ENDPOINT
 from streampose.wire import CTL_PREFIX, POSE_PREFIX, ControlMessage, Message, PoseMessage, WireError, decode
 
@@ -41,6 +42,7 @@ class Subscriber:
                  control: bool = False, timeout: float | None = None, latest: bool = False,
                  max_bytes: int = 1 << 20, context: zmq.Context[zmq.Socket[bytes]] | None = None,
                  curve_keys: str | os.PathLike[str] | None = None) -> None:
+        check_endpoint(endpoint, bind=False)
         self.endpoint, self.timeout, self.latest, self.max_bytes = endpoint, timeout, latest, max_bytes
         self.streams = frozenset(streams) if streams is not None else None
         self.control = control

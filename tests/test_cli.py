@@ -111,6 +111,15 @@ def test_bad_options_are_usage_errors(messi: Path) -> None:
     assert "positive integer" in one_line_error(sp("run", str(messi), "--max-batch", "0"), code=2)
 
 
+@pytest.mark.parametrize("args", [("run", "IMAGE", "--publish", "tcp://127.0.0.1:99999"),
+                                  ("listen", "tcp://127.0.0.1:99999", "--timeout", "0.2")])
+def test_an_endpoint_out_of_range_is_a_usage_error(messi: Path, args: tuple[str, ...]) -> None:
+    """libzmq would take port 99999 as 34463 (mod 65536): `run` used to report success on a port nobody reads."""
+    line = one_line_error(sp(*(str(messi) if a == "IMAGE" else a for a in args)), code=2)
+    assert line.startswith(f"streampose {args[0]}: error: argument")
+    assert "port 99999 is not a number from 1 to 65535" in line
+
+
 def test_absent_camera_is_a_one_line_error() -> None:
     assert "camera 9" in one_line_error(sp("run", "9", "--untrained"))
 
