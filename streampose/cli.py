@@ -9,14 +9,19 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import streampose
 from streampose import models
 from streampose.backends import NAMES
 from streampose.crop import REDETECT
 from streampose.wire import Message, to_map
+
+if TYPE_CHECKING:
+    from streampose.results import StreamStats
+    from streampose.sources import SourceInfo
 
 OPTIONAL = {
     "h5py": ("h5py", ("train",)), "matplotlib": ("matplotlib", ("train",)),
@@ -169,8 +174,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
     stats = stream.stats
     for sid, st in stats.items():
-        print(f"streampose run: {sid} ({stream.infos[sid].spec}): {st.delivered} frames, {st.fps:.1f} fps, "
-              f"latency p50 {st.latency_ms():.0f} ms, dropped {st.dropped}", file=sys.stderr)
+        print(summary(sid, stream.infos[sid], st, listed=args.verbose), file=sys.stderr)
+        if args.verbose:
+            for p in sorted(st.problems, key=lambda p: p.path):
+                print(f"streampose run: {sid}: {p.path}: {'skipped' if p.skipped else 'damaged'}: {p.reason}"
+                      + ("" if p.skipped else " (its frame is what the decoder made of it)"), file=sys.stderr)
         if st.damaged:
             print(f"streampose run: warning: {sid}: skipped {st.damaged} damaged packets of {stream.infos[sid].spec}; "
                   "the frames around them were processed", file=sys.stderr)
@@ -180,6 +188,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not any(st.delivered for st in stats.values()):
         raise UserError(f"{', '.join(specs)}: no frames could be read")
     return 1 if failed else 0
+
+
+def summary(sid: str, info: SourceInfo, st: StreamStats, listed: bool = False) -> str:
+    """A stream's line at the end of `run`: frames and speed; the files of a folder skipped or damaged, and why
+    (`listed`: the lines after it name each)."""
+    line = (f"streampose run: {sid} ({info.spec}): {_count_of(st.delivered, 'frame')}, {st.fps:.1f} fps, "
+            f"latency p50 {st.latency_ms():.0f} ms, dropped {st.dropped}")
+    for skipped, what in ((False, "damaged, decoded as far as possible"), (True, "skipped")):
+        reasons = Counter(p.reason for p in st.problems if p.skipped == skipped)
+        if reasons:
+            why = ", ".join(f"{n} {r}" if len(reasons) > 1 else r for r, n in reasons.most_common())
+            line += f"; {_count_of(reasons.total(), 'file')} {what} ({why})"
+    return line + ("; -v lists them" if st.problems and not listed else "")
+
+
+def _count_of(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -327,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
     r.add_argument("--max-frames", type=_count, default=0, help="stop after this many poses in all (0: all)")
     r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="at the end, list each file of a folder that was skipped or damaged, and why")
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from streampose.joints import JointSet
 from streampose.pose import Pose
-from streampose.sources import Frame, SourceInfo
+from streampose.sources import Frame, Problem, SourceInfo
 from streampose.wire import Person, PoseMessage
 
 
@@ -91,6 +92,8 @@ class StreamStats:
     dropped_batch: int = 0
     damaged: int = 0
     """Packets of the input that could not be decoded and were skipped."""
+    problems: Sequence[Problem] = ()
+    """Files of an image folder skipped (not images, not decodable) or damaged, so far."""
     reconnects: int = 0
     """Times a live source was reopened after a failure."""
     started: float = field(default_factory=time.time)

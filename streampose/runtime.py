@@ -212,7 +212,7 @@ class PoseStream:
                 self.detector = (detector if isinstance(detector, PersonDetector)
                                  else open_detector(detector, backend=backend, device=device))
             for sid, src in zip(ids, opened, strict=True):
-                stats = StreamStats(sid)
+                stats = StreamStats(sid, problems=src.problems)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
                 policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect)
                 self._streams.append(_Stream(sid, src, policy, smooth,
@@ -379,6 +379,7 @@ class PoseStream:
     def _deliver(self, s: _Stream) -> bool:
         """Put the source's frames into the inbox: True at its end (or on stop), False once it was reopened
         after a failure; raises the SourceError when it may not or cannot be reopened."""
+        s.stats.problems = s.source.problems
         try:
             for frame in s.source:
                 if self._stop.is_set():

@@ -11,11 +11,15 @@ with `realtime=True`; the runtime keeps only the newest frame and counts the one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -98,6 +102,18 @@ class SourceInfo:
     """Every frame is a scene of its own (images and folders of them): nobody is followed from one to the next."""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A file of an image source that was not read whole: skipped (no frame came of it) or damaged (its frame
+    is what the decoder made of it)."""
+
+    path: str
+    skipped: bool
+    reason: str
+    """Why, shared by files with the same problem: `not an image`, or what the decoder said (libjpeg's
+    `Premature end of JPEG file`)."""
+
+
 class Source(ABC):
     """A stream of frames with an explicit lifetime: iterate once, then close (or use `with`)."""
 
@@ -106,6 +122,8 @@ class Source(ABC):
     """Packets that could not be decoded and were skipped (the frames around them still come)."""
     last_damage: str | None = None
     """Why the latest damaged packet could not be decoded."""
+    problems: Sequence[Problem] = ()
+    """Files of an image folder skipped or damaged so far, in the order they were met."""
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...
@@ -127,23 +145,96 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     return np.asarray(image, dtype=np.uint8)
 
 
+_STDERR = threading.Lock()
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """What C libraries write to file descriptor 2 meanwhile (libjpeg's warnings go there, past Python and
+    OpenCV's log level), captured into the list instead of the terminal. One capture at a time, holding
+    tqdm's lock too, so that a progress bar drawn by another thread is not caught in it."""
+    from tqdm import tqdm
+
+    said: list[str] = []
+    with _STDERR, tqdm.get_lock(), tempfile.TemporaryFile() as tmp:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr to capture (closed, or a GUI process)
+            yield said
+            return
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            said.append(tmp.read().decode("utf-8", "replace"))
+
+
+def decode_image(path: str | os.PathLike[str]) -> tuple[npt.NDArray[np.uint8] | None, str]:
+    """An image file as (H, W, 3) BGR, None where it cannot be decoded, and what the decoder said about it (a
+    truncated JPEG: `Premature end of JPEG file`, its missing part grey) in one line, "" for a sound file.
+    The decoder's messages are returned, not printed; unlike `read_image`, calls take turns."""
+    with _captured_stderr() as said:
+        image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    message = "; ".join(dict.fromkeys(line.strip() for text in said for line in text.splitlines() if line.strip()))
+    return (None if image is None else np.asarray(image, dtype=np.uint8)), message
+
+
 class ImageSource(Source):
-    """One image file, or every image of a folder sorted by name."""
+    """One image file, or every image of a folder sorted by name. A folder's other files, and images that
+    cannot be decoded, are skipped; a damaged image gives what its decoder made of it. Both are listed in
+    `problems`, and nothing is printed."""
 
     def __init__(self, path: Path) -> None:
+        self.problems: list[Problem] = []
+        self._noted: set[Problem] = set()
         if path.is_dir():
-            self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            entries = sorted(path.iterdir())
+            self.paths = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
             if not self.paths:
                 raise SourceError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            for p in entries:
+                if p not in self.paths:
+                    self._note(p, True, "a folder (not searched)" if p.is_dir() else "not an image")
         else:
             self.paths = [path]
-        first = read_image(self.paths[0])
-        self.info = SourceInfo(str(path), live=False, width=first.shape[1], height=first.shape[0],
+        # the first image that decodes gives the size, and is kept for the first frame
+        for k, p in enumerate(self.paths):
+            if (image := self._decode(p)) is not None:
+                self._first = k, image
+                break
+        else:
+            if not path.is_dir():
+                raise SourceError(f"{path}: not a readable image (missing, empty or an unsupported format)")
+            raise SourceError(f"{path}: none of its {len(self.paths)} images can be decoded")
+        self.info = SourceInfo(str(path), live=False, width=image.shape[1], height=image.shape[0],
                                frames=len(self.paths), scenes=True)
 
+    def _note(self, path: Path, skipped: bool, reason: str) -> None:
+        problem = Problem(os.fspath(path), skipped, reason)
+        if problem not in self._noted:  # iterating again meets the same problems again
+            self._noted.add(problem)
+            self.problems.append(problem)
+
+    def _decode(self, path: Path) -> npt.NDArray[np.uint8] | None:
+        image, said = decode_image(path)
+        if image is None:
+            self._note(path, True, "not a readable image")
+        elif said:
+            self._note(path, False, said)
+        return image
+
     def __iter__(self) -> Iterator[Frame]:
-        for i, p in enumerate(self.paths):
-            yield Frame(read_image(p), i, 0.0, time.time())
+        start, first = self._first
+        i = 0
+        for k, p in enumerate(self.paths[start:]):
+            image = first if k == 0 else self._decode(p)
+            if image is not None:
+                yield Frame(image, i, 0.0, time.time())
+                i += 1
 
 
 class AVSource(Source):

@@ -148,3 +148,26 @@ def test_an_engine_only_backend_still_finds_the_person(onnx_engine: Path, messi:
     r = sp("run", str(messi), "--model", str(onnx_engine), "--backend", "onnxruntime", "--json", "--publish", "none")
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["people"]) == 1
+
+
+def test_a_folder_run_counts_what_it_skipped_and_keeps_decoder_noise_off_the_terminal(messi: Path,
+                                                                                      tmp_path: Path) -> None:
+    """A truncated JPEG and a text file among the images: no libjpeg line in the middle of the output, and the
+    summary counts both, with the reason; `-v` names each file."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    whole = messi.read_bytes()
+    (folder / "a.jpg").write_bytes(whole)
+    (folder / "b.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "notes.txt").write_text("not a picture")
+    r = sp("run", str(folder), "--backend", "torch", "--crop", "center", "-v")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert all(line.startswith("streampose") for line in lines), r.stderr  # libjpeg's line was printed alone
+    assert lines[0].startswith(f"streampose run: s0 ({folder}): 2 frames, ")
+    assert lines[0].endswith("; 1 file damaged, decoded as far as possible (Premature end of JPEG file)"
+                             "; 1 file skipped (not an image)")
+    assert lines[1:] == [
+        f"streampose run: s0: {folder / 'b.jpg'}: damaged: Premature end of JPEG file (its frame is what the decoder "
+        "made of it)",
+        f"streampose run: s0: {folder / 'notes.txt'}: skipped: not an image"]

@@ -180,3 +180,31 @@ def test_a_bad_source_among_several_fails_alone(ok_clip: Path, tmp_path: Path) -
     rows = [json.loads(line) for line in kp.read_text().splitlines()]
     assert [row["frame"] for row in rows if row["stream"] == "s0"] == list(range(60)) and len(rows) == 60
     assert len(count_frames(tmp_path / "out-s0.mp4")) == 60 and not (tmp_path / "out-s1.mp4").exists()
+
+
+def test_an_image_folder_skips_what_it_cannot_read_and_keeps_decoder_noise_quiet(
+        messi: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """What is not an image, or does not decode, is skipped; a truncated JPEG gives what libjpeg made of it. Each
+    is listed in `problems`, and libjpeg's `Premature end of JPEG file` does not reach the terminal."""
+    from streampose.sources import ImageSource, Problem
+
+    whole = messi.read_bytes()
+    (tmp_path / "0.jpg").write_bytes(b"")  # first, and does not decode: the size comes from the next one
+    (tmp_path / "1.jpg").write_bytes(whole)
+    (tmp_path / "2.jpg").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "3.txt").write_text("notes")
+    (tmp_path / "more").mkdir()
+    src = ImageSource(tmp_path)
+    assert (src.info.width, src.info.height) == (548, 342)
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1]
+    assert np.array_equal(frames[0].image, cv2.imread(str(messi)))
+    assert frames[1].image.shape == frames[0].image.shape
+    assert np.array_equal(frames[1].image[:50], frames[0].image[:50])  # the part that was there
+    assert src.problems == [
+        Problem(str(tmp_path / "3.txt"), True, "not an image"), Problem(str(tmp_path / "more"), True,
+                                                                       "a folder (not searched)"),
+        Problem(str(tmp_path / "0.jpg"), True, "not a readable image"),
+        Problem(str(tmp_path / "2.jpg"), False, "Premature end of JPEG file")]
+    assert list(src)[1].image.shape == frames[1].image.shape and len(src.problems) == 4  # again: the same, once
+    assert capfd.readouterr().err == ""
