@@ -191,10 +191,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def summary(sid: str, info: SourceInfo, st: StreamStats, listed: bool = False) -> str:
-    """A stream's line at the end of `run`: frames and speed; the files of a folder skipped or damaged, and why
-    (`listed`: the lines after it name each)."""
-    line = (f"streampose run: {sid} ({info.spec}): {_count_of(st.delivered, 'frame')}, {st.fps:.1f} fps, "
-            f"latency p50 {st.latency_ms():.0f} ms, dropped {st.dropped}")
+    """A stream's line at the end of `run`: frames and throughput, and for a live source the latency from capture
+    to publish and the frames dropped; the files of a folder skipped or damaged, and why (`listed`: the lines
+    after it name each)."""
+    line = f"streampose run: {sid} ({info.spec}): {_count_of(st.delivered, 'frame')}"
+    if info.live:  # what a viewer waits; a file's frames wait behind each other, so its figure is throughput
+        line += (f", {st.fps:.1f} fps, capture to publish p50 {st.latency_ms():.0f} ms, "
+                 f"p99 {st.latency_ms(99):.0f} ms, dropped {st.dropped}")
+    else:
+        line += f" at {st.fps:.1f} fps"
     for skipped, what in ((False, "damaged, decoded as far as possible"), (True, "skipped")):
         reasons = Counter(p.reason for p in st.problems if p.skipped == skipped)
         if reasons:

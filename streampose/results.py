@@ -87,6 +87,10 @@ class StreamStats:
     """Counters of one stream, updated as it runs."""
 
     stream: str
+    live: bool = False
+    """A live source (camera, URL, `--live` file): its latency is capture to publish, what a viewer waits. A file's
+    frames wait their turn behind the frames read before them, so theirs is queueing, not lag: outputs show a
+    file's throughput (fps) instead."""
     delivered: int = 0
     dropped_inbox: int = 0
     dropped_batch: int = 0
@@ -111,7 +115,7 @@ class StreamStats:
         return self.delivered / max(time.time() - self.started, 1e-9)
 
     def latency_ms(self, q: float = 50.0) -> float:
-        """A percentile of the latency from capture to the sinks (publish) over recent frames, in ms."""
+        """A percentile of the latency from capture to the sinks (publish) over recent frames, in ms (see `live`)."""
         return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
 
     def to_dict(self) -> dict[str, Any]:

@@ -212,7 +212,7 @@ class PoseStream:
                 self.detector = (detector if isinstance(detector, PersonDetector)
                                  else open_detector(detector, backend=backend, device=device))
             for sid, src in zip(ids, opened, strict=True):
-                stats = StreamStats(sid, problems=src.problems)
+                stats = StreamStats(sid, live=src.info.live, problems=src.problems)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
                 policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect)
                 self._streams.append(_Stream(sid, src, policy, smooth,

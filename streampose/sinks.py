@@ -87,7 +87,7 @@ class KeypointSink(Sink):
 
 
 class VideoSink(Sink):
-    """The frames with their skeletons drawn (and an fps / latency HUD) to a video file per stream,
+    """The frames with their skeletons drawn (and a HUD: fps, live latency) to a video file per stream,
     with the input's timing and audio. Several streams write `NAME-<stream>.EXT`."""
 
     def __init__(self, path: str | os.PathLike[str], streams: int = 1, hud: bool = True,
@@ -112,8 +112,9 @@ class VideoSink(Sink):
         # still images have no timestamps: space them at the nominal rate
         self.timed[stream] = bool(info and info.time_base)
         if (fit := fit_video_size(width, height)) != (width, height):
-            print(f"streampose: warning: {self.path_for(stream)}: {width}x{height} frames are larger than H.264 "
-                  f"allows; recording them scaled to {fit[0]}x{fit[1]}", file=sys.stderr)
+            # through tqdm's lock, like the progress bars: an image source's decoder capture holds it (sources.py)
+            tqdm.write(f"streampose: warning: {self.path_for(stream)}: {width}x{height} frames are larger than H.264 "
+                       f"allows; recording them scaled to {fit[0]}x{fit[1]}", file=sys.stderr)
             width, height = fit
         w = self.writers[stream] = VideoWriter(self.path_for(stream), width, height, rate,
                                                time_base=info.time_base if info else None,
@@ -177,8 +178,8 @@ class ProgressSink(Sink):
         if bar is None:
             return
         bar.update(1)
-        if stats.delivered % 10 == 0:
-            bar.set_postfix(latency=f"{stats.latency_ms():.0f}ms", dropped=stats.dropped, refresh=False)
+        if stats.live and stats.delivered % 10 == 0:  # files: the bar's rate is their throughput
+            bar.set_postfix(capture_to_publish=f"{stats.latency_ms():.0f}ms", dropped=stats.dropped, refresh=False)
 
     def notice(self, event: StreamEvent, stats: StreamStats) -> None:
         if event.kind == "retry":
@@ -198,9 +199,16 @@ class ProgressSink(Sink):
         self.bars.clear()
 
 
+def hud_lines(stats: StreamStats, frame: int) -> list[str]:
+    """The overlay's lines: throughput, capture-to-publish latency where the source is live, the frame."""
+    latency = [f"capture to publish {stats.latency_ms():.0f} ms"] if stats.live else []
+    return [f"{stats.fps:.1f} fps", *latency, f"frame {frame}"]
+
+
 def render(result: Result, stats: StreamStats | None, min_conf: float = 0.3, by_person: bool = False
            ) -> np.ndarray[Any, Any]:
-    """A copy of the frame with the skeletons and their crop boxes and (with `stats`) an fps / latency HUD.
+    """A copy of the frame with the skeletons and their crop boxes and (with `stats`) a HUD: fps, and for a live
+    source the latency from capture to publish (a file's would be time queued behind the frames before it).
     `by_person` (runs that pose several people): each person in the colour of its id, labelled with it;
     otherwise limbs are coloured by the body's side."""
     canvas: np.ndarray[Any, Any] = result.frame.image.copy()
@@ -208,6 +216,5 @@ def render(result: Result, stats: StreamStats | None, min_conf: float = 0.3, by_
         draw_pose(canvas, pose.keypoints, pose.joints, min_conf=min_conf, box=pose.box,
                   color=person_color(pose.id) if by_person else None, label=f"#{pose.id}" if by_person else None)
     if stats is not None:
-        draw_hud(canvas, [f"{stats.fps:.1f} fps", f"latency {stats.latency_ms():.0f} ms",
-                          f"frame {result.frame.index}"])
+        draw_hud(canvas, hud_lines(stats, result.frame.index))
     return canvas

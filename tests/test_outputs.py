@@ -309,3 +309,67 @@ def test_draw_hud_darkens_the_top_left_and_writes_on_it(h: int, w: int) -> None:
     box = image[: ys.max() + 1, : xs.max() + 1]
     assert (box == 255).any() and (box < 100).any()  # white text on a darkened box
     assert (image[h // 2:, w // 2:] == 180).all()
+
+
+def _stats_after(live: bool, frames: int = 10) -> Any:
+    from streampose.results import StreamStats
+
+    stats = StreamStats("s0")
+    stats.live, stats.delivered = live, frames
+    stats.latencies.extend([1.46] * frames)  # a file: 1.46 s queued behind the batch before it
+    return stats
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_the_hud_shows_a_files_throughput_and_a_live_sources_latency_from_capture(
+        live: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file's frames wait their turn behind the frames before them: its `latency p50 1460 ms` was queueing,
+    not lag. Files show fps; live sources also the latency, named for what it is."""
+    from streampose import sinks
+    from streampose.results import Result
+    from streampose.sources import Frame
+
+    drawn: list[list[str]] = []
+    monkeypatch.setattr(sinks, "draw_hud", lambda image, lines: drawn.append(list(lines)))
+    frame = Frame(np.zeros((48, 64, 3), np.uint8), 7, 0.28, 0.0)
+    sinks.render(Result("s0", frame, (), LSP14), _stats_after(live))
+    (lines,) = drawn
+    assert lines[0].endswith(" fps") and lines[-1] == "frame 7"
+    assert lines[1:-1] == (["capture to publish 1460 ms"] if live else [])
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_progress_shows_latency_for_live_streams_only(live: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streampose import sinks
+    from streampose.results import Result, StreamEvent
+    from streampose.sources import Frame, SourceInfo
+
+    class Bar:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.postfix: dict[str, Any] = {}
+
+        def update(self, n: int) -> None:
+            pass
+
+        def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+            self.postfix = values
+
+    monkeypatch.setattr(sinks, "tqdm", Bar)
+    progress, stats = sinks.ProgressSink(), _stats_after(live)
+    progress.start(StreamEvent("s0", "start", SourceInfo("clip.mp4", live=live, frames=100)), stats)
+    bar = progress.bars["s0"]
+    progress.pose(Result("s0", Frame(np.zeros((4, 4, 3), np.uint8), 9, 0.0), (), LSP14), stats)
+    assert bar.postfix == ({"capture_to_publish": "1460ms", "dropped": 0} if live else {})
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_the_run_summary_gives_a_files_throughput_and_a_live_sources_latency(live: bool) -> None:
+    from streampose.cli import summary
+    from streampose.sources import SourceInfo
+
+    line = summary("s0", SourceInfo("clip.mp4", live=live), _stats_after(live, frames=399))
+    assert line.startswith("streampose run: s0 (clip.mp4): 399 frames")
+    if live:
+        assert "capture to publish p50 1460 ms, p99 1460 ms, dropped 0" in line
+    else:
+        assert line.endswith(" fps") and " at " in line and "latency" not in line and "ms" not in line
