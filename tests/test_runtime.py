@@ -154,11 +154,12 @@ def test_live_file_drops_stale_frames_and_counts_them(clips: tuple[Path, Path], 
 
 
 def test_track_crop_and_python_api(studio_clip: Path, tmp_path: Path) -> None:
-    # 80 frames: the centre crop's first frames are borderline confident (about 0.24), and when the tracker
-    # takes over depends on thread timing by a few frames, which on a 23-frame clip moved this median by 0.03
+    # the tracker with the detector, as videos run by default: the person (a third of the centre crop tall, off
+    # centre) is framed from the first frame. Plain `track` starts from the centre crop, where the 2026-12-04
+    # hg2-lite is too unsure of so small a person to take over (test_crop.py says how far it gets)
     clip = cut(studio_clip, tmp_path / "studio80.mp4", 80)
     seen: list[Result] = []
-    with PoseStream(str(clip), backend="torch", crop="track", smooth=True, on_pose=seen.append) as stream:
+    with PoseStream(str(clip), backend="torch", crop="track+detect", smooth=True, on_pose=seen.append) as stream:
         results = list(stream)
     assert len(results) == len(seen) == len(count_frames(clip))
     h, w = results[0].frame.image.shape[:2]
