@@ -17,6 +17,13 @@ from streampose.subscriber import Subscriber
 from streampose.wire import ControlMessage, PoseMessage
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C as in a terminal. A shell that starts jobs in the background (`cmd &` in a script)
+    has them ignore SIGINT, and Python then installs no KeyboardInterrupt handler: the run would not be
+    what a user interrupts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_flushes_outputs_publishes_eos_and_exits_in_2s(studio_clip: Path, tmp_path: Path,
                                                               sig: signal.Signals, code: int) -> None:
@@ -24,7 +31,7 @@ def test_signal_flushes_outputs_publishes_eos_and_exits_in_2s(studio_clip: Path,
     with Subscriber(endpoint, control=True, timeout=0.5) as sub:
         run = subprocess.Popen([EXE, "run", str(studio_clip), "--backend", "torch", "--save", str(out),
                                 "--keypoints", str(kp), "--publish", endpoint],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
         try:
             got: list[PoseMessage | ControlMessage] = []
             deadline = time.monotonic() + 120
@@ -60,7 +67,8 @@ def test_ctrl_c_while_a_network_source_is_stalled_still_exits_in_2s(studio_clip:
     try:
         with Subscriber(endpoint, control=True, timeout=0.5) as sub:
             run = subprocess.Popen([EXE, "run", server.url, "--backend", "torch", "--publish", endpoint],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=interruptible)
             try:
                 deadline = time.monotonic() + 120
                 while not isinstance(sub.recv(timeout=0.5), PoseMessage):
