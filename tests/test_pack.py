@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,7 @@ from streampose.joints import LSP14
 from streampose.preprocess import Normalization
 from train.data import Augment, PoseBatches, crop_params, gaussian_targets
 from train.datasets import DatasetError, load_lsp
+from train.detect_data import FrameImages
 from train.loop import choose_mirrored
 from train.pack import load_pack, write_pack
 
@@ -118,6 +120,26 @@ def test_a_pack_keeps_every_crop_and_its_joints(tiny_pack: Path, data: Path) -> 
     lo, hi = j[has & (j[:, 2] > 0), :2].min(0), j[has & (j[:, 2] > 0), :2].max(0)
     assert np.allclose((lo + hi) / 2, 87.5, atol=1.5)
     assert pack.source(i).endswith(f"#{i + 1}")
+
+
+def test_a_frames_pack_keeps_whole_images_for_the_detector(data: Path, tmp_path: Path) -> None:
+    if not (data / "lspet" / "joints.mat").is_file():
+        pytest.skip(f"{data}/lspet missing from the shared data")
+    src = load_lsp(data / "lspet", 1, 6)
+    path = write_pack([(src, "train"), (load_lsp(data / "lspet", 8501, 8503), "val")], tmp_path / "f.npz",
+                      side=192, frames=True, progress=False)
+    pack = load_pack(path, progress=False)
+    assert pack.frames and len(pack.images) == 9
+    for i, a in enumerate(src.items):
+        full = cv2.imread(str(a.image))
+        s = min(1.0, 192 / max(full.shape[:2]))
+        assert max(pack.images[i].shape[:2]) <= 192 and abs(pack.images[i].shape[1] - full.shape[1] * s) <= 1
+        has = np.isfinite(pack.joints[i, :, 0])
+        assert np.allclose(pack.joints[i, has, :2], (a.joints[has, :2] + 0.5) * s - 0.5, atol=1e-3)
+    frames = FrameImages.from_pack(pack, pack.select("train"))
+    assert len(frames) == 6 and all(b[2] > 0 and b[3] > 0 for b in frames.boxes)
+    with pytest.raises(ValueError, match="holds whole frames"):
+        pack.crop  # noqa: B018 - a pose model cannot train on it
 
 
 def test_a_damaged_or_foreign_pack_is_a_clear_error(tiny_pack: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
     python tools/pack_crops.py     # train: LSPET 1-8500 + LSP 1-900; val: LSPET 8501-9000 + LSP 901-1000
     python tools/pack_crops.py --out runs/pack/lsp.npz --side 176 --quality 65
+    python tools/pack_crops.py --frames --out runs/pack/frames.npz   # whole images for the person detector, 34.9 MB
     streampose train --data pack:runs/pack/lsp.npz --device cuda ...
 
 Each person is cropped once around the LSP protocol's crop with `--context` times its side (room for scale,
@@ -30,10 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val", action="append", default=None,
                     help="validation set, repeatable (default: LSPET 8501-9000 and LSP 901-1000)")
     ap.add_argument("--out", default="runs/pack/lsp.npz")
-    ap.add_argument("--side", type=int, default=176, help="crop side in pixels (default: %(default)s)")
+    ap.add_argument("--frames", action="store_true",
+                    help="keep whole images (longer side at most --side, default 192; WebP q55) for the person "
+                         "detector, not person crops")
+    ap.add_argument("--side", type=int, default=None, help="crop side in pixels (default: 176; frames: 192)")
     ap.add_argument("--context", type=float, default=1.5,
                     help="crop side / the LSP person crop's side (default: %(default)s)")
-    ap.add_argument("--quality", type=int, default=60, help="WebP quality 1-100 (default: %(default)s)")
+    ap.add_argument("--quality", type=int, default=None, help="WebP quality 1-100 (default: 60; frames: 55)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N annotations of each set (tests)")
     ap.add_argument("--max-mb", type=float, default=35.0, help="refuse a larger pack (default: %(default)s)")
     args = ap.parse_args(argv)
@@ -45,14 +49,17 @@ def main(argv: list[str] | None = None) -> int:
             d = open_dataset(spec)
             parts.append((d.head(args.limit) if args.limit else d, role))
         t = time.perf_counter()
-        path = write_pack(parts, args.out, side=args.side, context=args.context, quality=args.quality)
+        side = args.side or (192 if args.frames else 176)
+        quality = args.quality or (55 if args.frames else 60)
+        path = write_pack(parts, args.out, side=side, context=args.context, quality=quality, frames=args.frames)
     except (DatasetError, ValueError) as e:
         print(f"pack_crops: {e}", file=sys.stderr)
         return 1
     mb = path.stat().st_size / 1e6
     pack = load_pack(path, progress=False)
-    print(f"wrote {path}: {len(pack.joints)} crops ({len(pack.select('train'))} train, {len(pack.select('val'))} val), "
-          f"{args.side} px, {mb:.1f} MB, {time.perf_counter() - t:.0f} s")
+    kind = "whole frames, at most " if args.frames else ""
+    print(f"wrote {path}: {len(pack.joints)} images ({len(pack.select('train'))} train, {len(pack.select('val'))} "
+          f"val), {kind}{side} px, {mb:.1f} MB, {time.perf_counter() - t:.0f} s")
     if mb > args.max_mb:
         Path(path).unlink()
         print(f"pack_crops: {mb:.1f} MB is over --max-mb {args.max_mb}; lower --side or --quality", file=sys.stderr)

@@ -80,13 +80,14 @@ class FrameImages:
 
     @classmethod
     def from_pack(cls, pack: Pack, index: npt.NDArray[np.int64]) -> FrameImages:
-        """A pack's crops as the images (each its person with the context the pack kept around it)."""
+        """A pack's images: whole frames (a frames pack: what the detector should learn from), or person crops
+        with the context the pack kept around them."""
         self = cls.__new__(cls)
         self.images = [pack.images[i] for i in index]
         self.boxes = []
-        for i in index:
+        for i, image in zip(index, self.images, strict=True):
             a = Annotation(pack.path, np.nan_to_num(pack.joints[i], nan=-1e4), (0.0, 0.0), 1.0)
-            self.boxes.append(annotation_box(a, pack.side, pack.side))
+            self.boxes.append(annotation_box(a, image.shape[1], image.shape[0]))
         return self
 
     def __len__(self) -> int:

@@ -197,8 +197,8 @@ class Trainer:
         else:
             self.augment = AUGMENTS[cfg.augment]
             if isinstance(train_set, Pack):
-                keep = train_set.select("train")
-                images, joints, crop = train_set.images[keep], train_set.joints[keep], train_set.crop
+                crop, keep = train_set.crop, train_set.select("train")  # a frames pack: a clear error here
+                images, joints = np.asarray(train_set.images)[keep], train_set.joints[keep]
                 self.names = [train_set.source(int(i)) for i in keep]
             else:
                 cache = CropCache(train_set, config.input_size, cfg.cache_dir)
