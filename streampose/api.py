@@ -120,12 +120,14 @@ class PoseEstimator:
         box_margin: float = 1.25,
         flip: bool = False,
         jobs: int = 1,
+        detector: PersonDetector | None = None,
     ) -> None:
         """`model`: a loaded checkpoint, a model name or checkpoint path, or an engine built by
         `streampose build`; `backend`: auto (the fastest that works here), torch, onnxruntime, openvino or
         tensorrt, or an open `Backend` (then `model` and `jobs` are ignored); `flip`: average with the
         mirrored image (twice the compute); `jobs`: batches run side by side where the backend can (see
-        `backends.create`; 1, the default, gives each call the shortest wait)."""
+        `backends.create`; 1, the default, gives each call the shortest wait); `detector`: an open person detector
+        for `find` (the caller closes it; default: `person-det`, opened on first use and closed with this)."""
         if isinstance(backend, Backend):
             self.backend = backend
         elif not isinstance(model, Checkpoint) and backends.is_engine(model):
@@ -137,7 +139,8 @@ class PoseEstimator:
         self.flip = flip
         self._detector_backend = backend if isinstance(backend, str) else "auto"
         self._device = device
-        self._detector: PersonDetector | None = None
+        self._detector: PersonDetector | None = detector
+        self._owns_detector = detector is None
 
     @property
     def joints(self) -> JointSet:
@@ -177,17 +180,23 @@ class PoseEstimator:
                                                                                         strict=True)]
         return poses
 
-    def find(self, frame: Image, people: int = 1) -> list[Pose]:
+    def find(self, frame: Image, people: int = 1, refine: bool = True) -> list[Pose]:
         """The poses of the `people` most confident people the person detector finds in the frame (as
-        `streampose run` finds them on an image; none when no one is there), best first. The detector
-        (`person-det`) is opened on first use."""
+        `streampose run` finds them on an image, with a second look at each where `refine`; none when no one is
+        there), best first. The detector (`person-det` unless one was given) is opened on first use."""
         from streampose.crop import DetectCrop
         from streampose.detector import open_detector
 
         if self._detector is None:
             self._detector = open_detector(backend=self._detector_backend, device=self._device)
-        crops = DetectCrop(self._detector, people).crops(frame)
+        policy = DetectCrop(self._detector, people, refine)
+        crops = policy.crops(frame)
         poses = self.infer([self.prepare(frame, c.center, c.scale) for c in crops]) if crops else []
+        again = policy.second_look([(p.keypoints, c) for p, c in zip(poses, crops, strict=True)])
+        looks = [(i, a) for i, a in enumerate(again) if a is not None]
+        for (i, a), pose in zip(looks, self.infer([self.prepare(frame, a.center, a.scale) for _, a in looks]),
+                                strict=True):
+            poses[i], crops[i] = pose, a
         return [dataclasses.replace(p, id=c.id) for p, c in zip(poses, crops, strict=True)]
 
     def estimate(self, frames: Sequence[Image], boxes: Sequence[Box] | None = None) -> list[Pose]:
@@ -203,7 +212,7 @@ class PoseEstimator:
 
     def close(self) -> None:
         self.backend.close()
-        if self._detector is not None:
+        if self._owns_detector and self._detector is not None:
             self._detector.close()
 
     def __enter__(self) -> PoseEstimator:

@@ -140,7 +140,9 @@ class PoseStream:
     be a few frames old (and vary a little between runs); `center` or a box are exactly repeatable.
     `people`: pose up to this many people a frame (the most confident detections, in one batch; ids follow
     them across frames). `detector`: the detector model (name, checkpoint or engine) or an open
-    `PersonDetector` (the caller closes it), used where the crop needs one.
+    `PersonDetector` (the caller closes it), used where the crop needs one. `refine`: where the detector finds
+    people on every frame (images; `detect`), a second look at each, framed by the pose of the first (twice the
+    pose network's work; more accurate, see `crop.WIDER`).
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
     `reconnect`: how cameras and network streams are reopened when they fail (None: they end there).
     A single source that cannot be opened raises `SourceError`; among several, it ends its own stream with
@@ -157,6 +159,7 @@ class PoseStream:
         people: int = 1,
         detector: str | os.PathLike[str] | PersonDetector = models.DETECTOR,
         redetect: int = REDETECT,
+        refine: bool = True,
         max_batch: int = 4,
         max_wait_ms: float = 0.0,
         flip: bool = False,
@@ -214,7 +217,7 @@ class PoseStream:
             for sid, src in zip(ids, opened, strict=True):
                 stats = StreamStats(sid, live=src.info.live, problems=src.problems)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
-                policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect)
+                policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect, refine)
                 self._streams.append(_Stream(sid, src, policy, smooth,
                                              _Inbox(self._cond, capacity, src.info.live, stats), stats))
         except BaseException:
@@ -548,15 +551,32 @@ class PoseStream:
         out = []
         poses = iter(submitted.job())
         joints = self.estimator.joints
-        for it in submitted.items:
+        firsts = [[dataclasses.replace(pose, id=crop.id) for crop, pose in zip(it.crops, poses, strict=False)]
+                  for it in submitted.items]
+        for it, (found, crops) in zip(submitted.items, self._second_looks(submitted.items, firsts), strict=True):
             s = it.stream
-            found = [dataclasses.replace(pose, id=crop.id) for crop, pose in zip(it.crops, poses, strict=False)]
             with s.lock:
-                s.policy.update([(p.keypoints, c) for p, c in zip(found, it.crops, strict=True)])
+                s.policy.update([(p.keypoints, c) for p, c in zip(found, crops, strict=True)])
             if s.smooth and not s.source.info.scenes:  # images are unrelated: nothing to smooth across
                 s.smoothers = {p.id: s.smoothers.get(p.id) or OneEuro() for p in found}  # who left is forgotten
                 found = [dataclasses.replace(p, keypoints=s.smoothers[p.id](p.keypoints, it.frame.pts)) for p in found]
             out.append(Result(s.id, it.frame, tuple(found), joints))
+        return out
+
+
+    def _second_looks(self, items: list[_Item], firsts: list[list[Pose]]) -> list[tuple[list[Pose], list[Crop]]]:
+        """Each frame's poses and crops after the second looks its policy asks for (all in one run of the model)."""
+        out, looks = [], []
+        for it, found in zip(items, firsts, strict=True):
+            with it.stream.lock:
+                again = it.stream.policy.second_look([(p.keypoints, c) for p, c in zip(found, it.crops, strict=True)])
+            crops = [a or c for a, c in zip(again, it.crops, strict=True)]
+            out.append((list(found), crops))
+            looks += [(len(out) - 1, i, it.frame.pixels, a) for i, a in enumerate(again) if a is not None]
+        if looks:
+            poses = self.estimator.infer([self.estimator.prepare(px, a.center, a.scale) for _, _, px, a in looks])
+            for (k, i, _, a), pose in zip(looks, poses, strict=True):
+                out[k][0][i] = dataclasses.replace(pose, id=a.id)
         return out
 
 

@@ -21,6 +21,7 @@ from streampose.crop import (
     CropPolicy,
     DetectCrop,
     FixedCrop,
+    WIDER,
     TrackCrop,
     parse_crop,
 )
@@ -279,6 +280,24 @@ def test_detect_crop_ids_follow_overlap_and_restart_on_reset() -> None:
     policy.reset()
     assert [c.id for c in policy.crops(frame)] == [0]
     assert DetectCrop(Scripted([]), people=1).crops(frame) == []  # no one: no crop
+
+
+def test_detect_crop_looks_wider_first_then_frames_the_pose_it_found() -> None:
+    """The first look is `WIDER` than the box's own crop; the second frames the pose found there (1.25 x its
+    extent, the training scale, same id), and a pose too unsure to frame keeps the first look."""
+    box = person(100, 50)
+    once = one(DetectCrop(Scripted([box]), refine=False), blank())
+    policy = DetectCrop(Scripted([box]))
+    first = one(policy, blank())
+    np.testing.assert_allclose(first.center, once.center)
+    assert first.scale == pytest.approx(WIDER * once.scale)
+    assert DetectCrop(Scripted([box]), refine=False).second_look([(pose_in(box), once)]) == [None]
+    kp = joints(300, 100, 400, 340)  # the person is elsewhere than the box said: the second look goes there
+    (again,) = policy.second_look([(kp, first)])
+    assert again is not None and again.id == first.id
+    np.testing.assert_allclose(again.center, (350, 220))
+    assert again.scale * PIXELS_PER_SCALE == pytest.approx(1.25 * 241)
+    assert policy.second_look([(joints(300, 100, 400, 340, conf=0.1), first)]) == [None]
 
 
 # --- real frames with the shipped models ---------------------------------------------------------

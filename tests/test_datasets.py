@@ -275,6 +275,12 @@ def test_lsp_small_range(data: Path) -> None:
     assert ds.name == f"lsp:{mat.parent}@1-20"
 
 
+def test_lsp_range_past_the_end_names_what_the_folder_holds(data: Path) -> None:
+    root = shared_file(data, "lspet/joints.mat").parent
+    with pytest.raises(DatasetError, match=r"images 9001-10000 asked for, but it holds 9000 \(1-9000\)"):
+        open_dataset(f"lsp:{root}@9001-10000")
+
+
 # --- open_dataset and errors --------------------------------------------------------------------
 
 

@@ -153,6 +153,32 @@ def test_live_file_drops_stale_frames_and_counts_them(clips: tuple[Path, Path], 
     assert stream.infos["s0"].live
 
 
+def test_images_get_the_second_look_find_gives(data: Path, tmp_path: Path, estimator: streampose.PoseEstimator,
+                                               person_detector: PersonDetector) -> None:
+    """On a folder the runtime looks at each person twice, in batches across images, and lands where
+    `PoseEstimator.find` does one image at a time; `refine=False` lands where a single look does."""
+    import shutil
+
+    import cv2
+
+    from conftest import shared_file
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for n in range(901, 907):
+        shutil.copy(shared_file(data, f"lsp/images/im{n:04d}.jpg"), folder)
+    images = [cv2.imread(str(p)) for p in sorted(folder.iterdir())]
+    finder = streampose.PoseEstimator(backend=estimator.backend, detector=person_detector)
+    for refine in (True, False):
+        with PoseStream(str(folder), estimator=estimator, detector=person_detector, max_batch=4,
+                        refine=refine) as stream:
+            results = list(stream)
+        assert len(results) == len(images)
+        for r, image in zip(results, images, strict=True):
+            (expected,) = finder.find(image, refine=refine)
+            np.testing.assert_allclose(r.pose.keypoints, expected.keypoints, atol=0.05)
+
+
 def test_track_crop_and_python_api(studio_clip: Path, tmp_path: Path) -> None:
     # the tracker with the detector, as videos run by default: the person (a third of the centre crop tall, off
     # centre) is framed from the first frame. Plain `track` starts from the centre crop, where the 2026-12-04

@@ -161,8 +161,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             reports["crop jittered"] = score(backend, data, flip=args.flip, jitter=args.jitter)
         if args.full_image:
             with open_detector(args.detector, backend=args.backend or "auto") as detector:
-                estimator = streampose.PoseEstimator(backend=backend, flip=args.flip)
-                reports["full image"] = score_full_image(estimator, detector, data)
+                estimator = streampose.PoseEstimator(backend=backend, flip=args.flip, detector=detector)
+                reports["full image"] = score_full_image(estimator, data)
                 used += f"; detector {args.detector} ({detector.backend.info.name} {detector.backend.info.precision})"
     print(f"{args.model} ({used}) on {data.name}")
     print(side_by_side(reports) if len(reports) > 1 else report.table())

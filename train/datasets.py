@@ -126,6 +126,9 @@ def load_lsp(root: str | os.PathLike[str], first: int = 1, last: int | None = No
     if raw.shape[:2] != (14, 3):
         raise DatasetError(f"{mat}: joints of shape {raw.shape}, expected (14, 3, N)")
     n = raw.shape[2]
+    if first > n:
+        raise DatasetError(f"{root}: images {first}-{last or n} asked for, but it holds {n} (1-{n}); "
+                           f"pick a range within 1-{n}")
     last = n if last is None else min(last, n)
     # LSPET names its images im00001.jpg, the original LSP im0001.jpg
     digits = 4 if (root / "images" / "im0001.jpg").is_file() else 5

@@ -18,9 +18,7 @@ from tqdm import tqdm
 
 from streampose.api import PoseEstimator, infer_heatmaps
 from streampose.backends import Backend
-from streampose.crop import parse_crop
 from streampose.decode import decode
-from streampose.detector import PersonDetector
 from streampose.geometry import crop_transform
 from streampose.joints import LIMBS12, JointSet
 from streampose.preprocess import preprocess
@@ -130,30 +128,25 @@ def lsp_pck(pred: npt.ArrayLike, dataset: Dataset, threshold: float = 0.2, flip:
     return _report(f"PCK@{threshold:g} (torso)", js, rate, counts, int(keep.sum()), int((~keep).sum()), flip)
 
 
-def predict_full_image(estimator: PoseEstimator, detector: PersonDetector, dataset: Dataset,
-                       progress: bool = True) -> tuple[F32, int]:
+def predict_full_image(estimator: PoseEstimator, dataset: Dataset, progress: bool = True) -> tuple[F32, int]:
     """Keypoints (N, K, 3) of the most confident person the runtime finds in each whole image, as
-    `streampose run` finds them on images (`crop auto`: the person detector, each image a new scene; no labels
-    used), NaN where it finds no one; and the number of images where it found someone."""
-    policy = parse_crop("auto").policy(scenes=True, detector=detector)
+    `streampose run` finds them on images (`PoseEstimator.find`: the person detector and a second look; no
+    labels used), NaN where it finds no one; and the number of images where it found someone."""
     out = np.full((len(dataset), len(estimator.joints), 3), np.nan, np.float32)
     found = 0
     for i, a in enumerate(tqdm(dataset.items, desc="full images", unit="img", disable=None if progress else True,
                                leave=False)):
-        image = read_image(a.image)
-        policy.reset()
-        crops = policy.crops(image)
-        if crops:
-            out[i] = estimator.infer([estimator.prepare(image, crops[0].center, crops[0].scale)])[0].keypoints
+        poses = estimator.find(read_image(a.image))
+        if poses:
+            out[i] = poses[0].keypoints
             found += 1
     return out, found
 
 
-def score_full_image(estimator: PoseEstimator, detector: PersonDetector, dataset: Dataset,
-                     progress: bool = True) -> Report:
+def score_full_image(estimator: PoseEstimator, dataset: Dataset, progress: bool = True) -> Report:
     """The dataset's metric on `predict_full_image`: an image where no one is found misses every joint. The
     report's `extra` says in how many images someone was found."""
-    pred, found = predict_full_image(estimator, detector, dataset, progress)
+    pred, found = predict_full_image(estimator, dataset, progress)
     rep = _score(pred, dataset, estimator.flip)
     rep.extra["mirrored_better"], rep.extra["mirror_checked"] = mirrored_better(pred, dataset)
     rep.extra.update(protocol="full image", found=found, of=len(dataset))

@@ -28,8 +28,8 @@ protocols (`PROTOCOLS`):
   back to image pixels.
 - full image: every model gets the whole image and must find the person itself, and its most confident
   person is scored: ours through `train.evaluate.score_full_image` (the person detector `--detector`, then
-  the pose model, as `streampose run` treats images), BlazePose in static-image mode (its detector picks
-  one person), YOLO's box of highest confidence (also in a crop that holds several people).
+  the pose model with its second look, as `streampose run` treats images), BlazePose in static-image mode
+  (its detector picks one person), YOLO's box of highest confidence (also in a crop that holds several people).
 An image where a model finds no one counts every joint as missed; the tables say how often one was found.
 Peer landmarks map onto LSP14 by `LAYOUTS` (person-centric left/right on all sides). Neck and head top have
 no counterpart in either peer, so only the limbs are compared.
@@ -355,10 +355,10 @@ def peer_accuracy(peer: PeerRun, dataset: Dataset, items: list[dict[str, Any]]) 
 
 
 def accuracy(datasets: dict[str, Dataset], protocols: Sequence[str], model: str,
-             full_image: tuple[PoseEstimator, PersonDetector] | None, peers: Sequence[PeerRun], crop_px: int,
+             full_image: PoseEstimator | None, peers: Sequence[PeerRun], crop_px: int,
              context: float) -> dict[str, list[Accuracy]]:
     """Every model on every dataset under every protocol: dataset name -> ours first, then the peers.
-    `full_image`: our estimator and detector, where the full-image protocol is asked for."""
+    `full_image`: our estimator with its person detector, where the full-image protocol is asked for."""
     out: dict[str, list[Accuracy]] = {}
     for key, ds in datasets.items():
         ours = Accuracy(f"streampose {model}")
@@ -367,7 +367,7 @@ def accuracy(datasets: dict[str, Dataset], protocols: Sequence[str], model: str,
         if "crop" in protocols:
             ours.scores["crop"] = Score(ours_accuracy(model, ds))
         if full_image is not None:
-            rep = score_full_image(*full_image, ds, progress=False)
+            rep = score_full_image(full_image, ds, progress=False)
             ours.scores["full"] = Score(rep, rep.extra.pop("found"), rep.extra.pop("of"))
         for p, row in zip(peers, out[key][1:], strict=True):
             for protocol in protocols:
@@ -460,8 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         full_image = None
         if not args.no_accuracy and "full" in protocols:  # opened first: a missing detector fails before the runs
-            full_image = (stack.enter_context(PoseEstimator(args.model, backend=eval_backend(args.model))),
-                          stack.enter_context(open_detector(args.detector, backend=eval_backend(args.detector))))
+            detector = stack.enter_context(open_detector(args.detector, backend=eval_backend(args.detector)))
+            full_image = stack.enter_context(PoseEstimator(args.model, backend=eval_backend(args.model),
+                                                           detector=detector))
         peers = [peer_run(n, ensure_venv(PEERS[n], args.venv_dir, refresh=args.refresh_venv), args.yolo_imgsz)
                  for n in peer_names]
         report: dict[str, Any] = {
