@@ -17,11 +17,15 @@ import streampose
 from streampose import models
 from streampose.backends import NAMES
 from streampose.crop import REDETECT
+from streampose.endpoint import VIEW_HOST, VIEW_PORT
+from streampose.preview import DEFAULT_FPS as DEFAULT_PREVIEW_FPS
 from streampose.wire import Message, to_map
 
 if TYPE_CHECKING:
     from streampose.results import StreamStats
+    from streampose.runtime import PoseStream
     from streampose.sources import SourceInfo
+    from streampose.viewer import Viewer
 
 OPTIONAL = {
     "h5py": ("h5py", ("train",)), "matplotlib": ("matplotlib", ("train",)),
@@ -99,6 +103,26 @@ def _publish_endpoint(text: str) -> str:
     return text if text == "none" else _endpoint(text, bind=True)
 
 
+def _rate(text: str) -> float:
+    """Frames a second: a number above 0, at most 1000."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be a rate above 0 and at most 1000 a second, got {text!r}")
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    from streampose.endpoint import EndpointError, parse_host_port
+
+    try:
+        return parse_host_port(text)
+    except EndpointError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _connect_endpoint(text: str) -> str:
     """Where a reader (`listen`) connects."""
     return _endpoint(text, bind=False)
@@ -138,12 +162,19 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     # outputs first, so a bad path fails before any work; the runtime closes them all, also on errors
     sinks: list[Sink] = []
+    viewer = None
     try:
         if args.show:
             sinks.append(ShowSink(by_person=args.people > 1))
+        preview = args.preview or (DEFAULT_PREVIEW_FPS if args.view else None)
+        if (args.view or args.preview) and args.publish == "none":
+            raise UserError("--view and --preview need the stream: drop --publish none, or publish on an endpoint "
+                            "such as tcp://127.0.0.1:5556")
         if args.publish != "none":
-            sinks.append(PublishSink(Publisher(args.publish, fmt=args.format, hwm=args.hwm,
-                                               curve_keys=args.curve_keys)))
+            publisher = Publisher(args.publish, fmt=args.format, hwm=args.hwm, curve_keys=args.curve_keys)
+            sinks.append(PublishSink(publisher, preview_fps=preview))
+            if args.view:
+                viewer = _start_viewer(publisher.endpoint, args.view, args.curve_keys)
         if args.save:
             sinks.append(VideoSink(args.save, streams=len(specs), by_person=args.people > 1))
         if args.keypoints:
@@ -156,7 +187,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BaseException:
         for sink in sinks:
             sink.close()
+        if viewer is not None:
+            viewer.close()
         raise
+    try:
+        return _run(args, specs, stream, viewer)
+    finally:
+        if viewer is not None:
+            viewer.close()
+
+
+def _start_viewer(endpoint: str, where: tuple[str, int], curve_keys: str | None) -> Viewer:
+    from streampose.viewer import Viewer, ViewerError, announce
+
+    try:
+        viewer = Viewer(endpoint, host=where[0], port=where[1], curve_keys=curve_keys)
+    except ViewerError as e:
+        raise UserError(str(e)) from None
+    announce(viewer)
+    return viewer
+
+
+def _run(args: argparse.Namespace, specs: list[str], stream: PoseStream, viewer: Viewer | None) -> int:
     table = not args.json and all(i.frames == 1 and not i.live for i in stream.infos.values())
     with stream:
         for n, result in enumerate(stream, 1):
@@ -187,6 +239,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"streampose run: error: {error}", file=sys.stderr)
     if not any(st.delivered for st in stats.values()):
         raise UserError(f"{', '.join(specs)}: no frames could be read")
+    if viewer is not None:
+        print(f"streampose run: done; the page stays at {viewer.url} until Ctrl-C", file=sys.stderr, flush=True)
+        _serve_until_ctrl_c(viewer)
     return 1 if failed else 0
 
 
@@ -258,6 +313,23 @@ def cmd_listen(args: argparse.Namespace) -> int:
         raise UserError(f"no poses from {args.endpoint} within {args.timeout:g} s: is `streampose run` "
                         "publishing there? (check --publish and the port)")
     return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    host, port = args.host, args.port
+    with _start_viewer(args.endpoint, (host, port), args.curve_keys) as viewer:
+        _serve_until_ctrl_c(viewer)
+    return 0
+
+
+def _serve_until_ctrl_c(viewer: Viewer) -> None:
+    """Ctrl-C is how a page is stopped, not a failure (SIGTERM still is one: 143)."""
+    try:
+        viewer.wait()
+    except Terminated:
+        raise
+    except KeyboardInterrupt:
+        print("streampose view: stopped", file=sys.stderr)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -356,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--curve-keys", metavar="DIR",
                    help="encrypt with ZeroMQ CURVE and publish only to the readers whose keys are in DIR/authorized "
                         "(make DIR with `streampose keys DIR`)")
+    r.add_argument("--preview", nargs="?", const=DEFAULT_PREVIEW_FPS, type=_rate, metavar="FPS",
+                   help="also publish small JPEGs of the frames (at most 640 px wide, FPS a second per stream; "
+                        f"default {DEFAULT_PREVIEW_FPS:g}) for `streampose view`, on img/<stream>")
+    r.add_argument("--view", nargs="?", const=f"{VIEW_HOST}:{VIEW_PORT}", type=_host_port, metavar="[HOST:]PORT",
+                   help=f"serve the page of `streampose view` for this run (default {VIEW_HOST}:{VIEW_PORT}; "
+                        "implies --preview) and keep it up after the run until Ctrl-C")
     r.add_argument("--save", metavar="VIDEO", help="write the frames with skeletons to this video (H.264 .mp4/.mkv)")
     r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl or .csv file")
     r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
@@ -388,6 +466,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read a run started with --curve-keys: DIR holds server.key and this reader's "
                          "client.key_secret (or give DIR/NAME.key_secret for a reader made with --name)")
     ls.set_defaults(func=cmd_listen)
+
+    v = sub.add_parser(
+        "view", help="watch a running stream in a web browser: previews with skeletons, fps, latency, state",
+        description="Subscribe to a keypoint stream and serve a page that shows each stream live: its newest "
+                    "preview (from `streampose run --preview`) with the skeletons drawn over it, or the skeletons "
+                    "alone without previews; fps, latency from capture to the browser, and the stream's state "
+                    "(running, retrying, ended). A slow browser skips to the newest data and never slows the run. "
+                    "It binds loopback; given another --host, it prints a warning and the page needs the random "
+                    "token in the URL it prints (HTTP 403 without). Ctrl-C stops it.",
+        epilog="examples:\n  streampose run clip.mp4 --preview --live &   streampose view     # then open the URL\n"
+               "  streampose run 0 --view                              # the same in one command\n"
+               "  streampose view tcp://10.0.0.5:5555 --host 0.0.0.0   # from a laptop on the network (token)\n"
+               "  ssh -L 8765:127.0.0.1:8765 camera-box                # or keep it on loopback and tunnel",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", type=_connect_endpoint,
+                   help="where `streampose run --publish` publishes (default: %(default)s)")
+    v.add_argument("--host", default=VIEW_HOST,
+                   help="address to serve the page on (default: %(default)s, this machine only; 0.0.0.0 for every "
+                        "interface, with a token)")
+    v.add_argument("--port", type=int, default=VIEW_PORT, help="port of the page (default: %(default)s; 0: any free)")
+    v.add_argument("--curve-keys", metavar="DIR",
+                   help="read a run started with --curve-keys (as `listen --curve-keys`)")
+    v.set_defaults(func=cmd_view)
 
     k = sub.add_parser("keys", help="make ZeroMQ CURVE keys for an encrypted stream (run/listen --curve-keys DIR)",
                        description="Write the publisher's keypair (kept if DIR has one) and a reader's keypair into "

@@ -83,3 +83,29 @@ def _check_port(port: str, endpoint: str, bind: bool) -> None:
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         hint = "; `*` binds any free port" if bind else ""
         raise EndpointError(f"{endpoint!r}: port {port or '(none)'} is not a number from 1 to 65535{hint}")
+
+
+VIEW_HOST, VIEW_PORT = "127.0.0.1", 8765
+"""Where `streampose view` serves its page by default: loopback only."""
+
+
+def parse_host_port(text: str, host: str = VIEW_HOST) -> tuple[str, int]:
+    """`PORT`, `HOST:PORT` or `[IPV6]:PORT` for a web server (port 0: any free one); `host` where none is given.
+    Raises EndpointError naming the problem."""
+    name, sep, port = text.strip().rpartition(":")
+    if sep:
+        host = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise EndpointError(f"{text!r}: expected PORT or HOST:PORT with a port from 0 to 65535, e.g. 8765 or "
+                            f"{VIEW_HOST}:{VIEW_PORT}")
+    if not host or not (_NAME.fullmatch(host) or _is_ip(host)):
+        raise EndpointError(f"{text!r}: {host!r} is not a host name or address")
+    return host, int(port)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from streampose.draw import draw_hud, draw_pose, person_color
 from streampose.outputs import KeypointWriter, VideoWriter, check_video_path, fit_video_size
+from streampose.preview import PreviewEncoder
 from streampose.publish import Publisher
 from streampose.runtime import Result, Sink, StreamEvent, StreamStats
 from streampose.wire import ControlMessage
@@ -26,12 +27,14 @@ from streampose.wire import ControlMessage
 
 class PublishSink(Sink):
     """Keypoints over ZeroMQ (wire format v2: a message per frame, with its people), with start / eos / error and
-    periodic stats on `ctl/<stream>`."""
+    periodic stats on `ctl/<stream>`; with `preview_fps`, small JPEGs of the frames on `img/<stream>` for
+    viewers (`streampose.preview`: at most that many a second per stream, encoded off the pipeline)."""
 
-    def __init__(self, publisher: Publisher, stats_every: float = 1.0) -> None:
+    def __init__(self, publisher: Publisher, stats_every: float = 1.0, preview_fps: float | None = None) -> None:
         self.publisher, self.stats_every = publisher, stats_every
         self._next_stats: dict[str, float] = {}
         self._open: dict[str, StreamStats] = {}
+        self.previews = PreviewEncoder(preview_fps) if preview_fps else None
 
     def start(self, event: StreamEvent, stats: StreamStats) -> None:
         i = event.info
@@ -43,6 +46,10 @@ class PublishSink(Sink):
 
     def pose(self, result: Result, stats: StreamStats) -> None:
         self.publisher.send(result.message())
+        if self.previews is not None:
+            for preview in self.previews.take():
+                self.publisher.send(preview)
+            self.previews.offer(result.stream, result.frame)
         if time.monotonic() >= self._next_stats.get(result.stream, 0.0):
             self._next_stats[result.stream] = time.monotonic() + self.stats_every
             self.publisher.send(ControlMessage(result.stream, "stats", stats.to_dict()))
@@ -60,6 +67,9 @@ class PublishSink(Sink):
 
     def end(self, event: StreamEvent, stats: StreamStats) -> None:
         self._open.pop(event.stream, None)
+        if self.previews is not None:
+            for preview in self.previews.take():
+                self.publisher.send(preview)
         data: dict[str, Any] = stats.to_dict()
         if event.error:
             data["message"] = event.error
@@ -70,6 +80,8 @@ class PublishSink(Sink):
         for stream, stats in self._open.items():
             self.publisher.send(ControlMessage(stream, "eos", {**stats.to_dict(), "interrupted": True}))
         self._open.clear()
+        if self.previews is not None:
+            self.previews.close()
         self.publisher.close()
 
 

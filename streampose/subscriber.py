@@ -25,7 +25,7 @@ from zmq.utils.monitor import recv_monitor_message
 from streampose import curve
 from streampose.endpoint import check_endpoint
 from streampose.publish import DEFAULT_ENDPOINT
-from streampose.wire import CTL_PREFIX, POSE_PREFIX, ControlMessage, Message, PoseMessage, WireError, decode
+from streampose.wire import CTL_PREFIX, IMG_PREFIX, POSE_PREFIX, ControlMessage, Message, WireError, decode
 
 
 class Subscriber:
@@ -36,16 +36,16 @@ class Subscriber:
     (None: wait forever); `latest`: skip to the newest pose per stream; `max_bytes`: larger
     messages are rejected; `curve_keys`: a folder made by `streampose keys` (or a reader's
     `NAME.key_secret` in it) for a publisher that encrypts and admits only known readers
-    (see `streampose.curve`)."""
+    (see `streampose.curve`); `previews`: also yield the `PreviewMessage` JPEGs of a run with `--preview`."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, streams: Sequence[str] | None = None,
                  control: bool = False, timeout: float | None = None, latest: bool = False,
                  max_bytes: int = 1 << 20, context: zmq.Context[zmq.Socket[bytes]] | None = None,
-                 curve_keys: str | os.PathLike[str] | None = None) -> None:
+                 curve_keys: str | os.PathLike[str] | None = None, previews: bool = False) -> None:
         check_endpoint(endpoint, bind=False)
         self.endpoint, self.timeout, self.latest, self.max_bytes = endpoint, timeout, latest, max_bytes
         self.streams = frozenset(streams) if streams is not None else None
-        self.control = control
+        self.control, self.previews = control, previews
         self.rejected = 0
         """Messages dropped as malformed, oversized or of an unknown version."""
         self.last_error: str | None = None
@@ -62,7 +62,7 @@ class Subscriber:
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, self.max_bytes + 4096)  # libzmq drops the peer beyond this
-        prefixes = [POSE_PREFIX] + ([CTL_PREFIX] if self.control else [])
+        prefixes = [POSE_PREFIX] + ([CTL_PREFIX] if self.control else []) + ([IMG_PREFIX] if self.previews else [])
         for prefix in prefixes:
             for stream in sorted(self.streams) if self.streams is not None else [""]:
                 self._socket.setsockopt(zmq.SUBSCRIBE, (prefix + stream).encode())
@@ -118,9 +118,9 @@ class Subscriber:
                 got.append(msg)
             if not (self.latest or everything):
                 break
-        if self.latest:  # keep control messages and each stream's newest pose, in arrival order
-            newest = {m.stream: i for i, m in enumerate(got) if isinstance(m, PoseMessage)}
-            got = [m for i, m in enumerate(got) if isinstance(m, ControlMessage) or newest[m.stream] == i]
+        if self.latest:  # keep control messages and each stream's newest pose and preview, in arrival order
+            newest = {m.topic: i for i, m in enumerate(got) if not isinstance(m, ControlMessage)}
+            got = [m for i, m in enumerate(got) if isinstance(m, ControlMessage) or newest[m.topic] == i]
         self._pending.extend(got)
 
     def _accept(self, parts: list[bytes]) -> Message | None:

@@ -1,7 +1,8 @@
 """The public keypoint wire format, version 2 (docs/WIRE.md; version 1 in DESIGN.md): message dataclasses and
 their encoding.
 
-A message is two ZeroMQ frames: the topic (`pose/<stream>` or `ctl/<stream>`, UTF-8) and a map,
+A message is two ZeroMQ frames: the topic (`pose/<stream>`, `ctl/<stream>` or, with previews on,
+`img/<stream>`, UTF-8) and a map,
 msgpack by default or JSON for consumers without msgpack. Version 2 sends one message per frame with a
 list of `people` (id, keypoints, box, score), empty when no one was found; version 1 had one person's
 fields at the top level, and is still read (as a list of one). In msgpack the keypoints travel as raw
@@ -12,6 +13,8 @@ pickle anywhere.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -28,7 +31,8 @@ READS = (1, 2)
 FORMATS = ("msgpack", "json")
 Format = Literal["msgpack", "json"]
 EVENTS = ("start", "eos", "error", "stats")
-POSE_PREFIX, CTL_PREFIX = "pose/", "ctl/"
+POSE_PREFIX, CTL_PREFIX, IMG_PREFIX = "pose/", "ctl/", "img/"
+JPEG_MAGIC = b"\xff\xd8\xff"
 MAX_JOINTS = 1024
 MAX_PEOPLE = 256
 F32 = npt.NDArray[np.float32]
@@ -118,7 +122,27 @@ class ControlMessage:
         return CTL_PREFIX + self.stream
 
 
-Message = PoseMessage | ControlMessage
+@dataclass(frozen=True)
+class PreviewMessage:
+    """A downscaled JPEG of one frame, on `img/<stream>` (only with `streampose run --preview`): what a viewer draws
+    the skeleton of the pose message with the same `frame` over. Keypoints stay in `size` pixels; scale them by
+    the JPEG's own width / `size[0]`."""
+
+    stream: str
+    frame: int
+    pts: float
+    t_capture: float
+    size: tuple[int, int]
+    """The full frame's (width, height): the keypoints' pixels."""
+    jpeg: bytes
+    v: int = VERSION
+
+    @property
+    def topic(self) -> str:
+        return IMG_PREFIX + self.stream
+
+
+Message = PoseMessage | ControlMessage | PreviewMessage
 
 
 def _person_map(p: Person, binary_kp: bool) -> dict[str, Any]:
@@ -129,9 +153,13 @@ def _person_map(p: Person, binary_kp: bool) -> dict[str, Any]:
 
 def to_map(msg: Message, binary_kp: bool = True) -> dict[str, Any]:
     """The wire map of a message (always the current version); keypoints as float32 LE bytes (`binary_kp`)
-    or nested lists (JSON)."""
+    or nested lists (JSON), a preview's JPEG as bytes or base64 text (JSON)."""
     if isinstance(msg, ControlMessage):
         return {**msg.data, "v": VERSION, "stream": msg.stream, "event": msg.event}
+    if isinstance(msg, PreviewMessage):
+        return {"v": VERSION, "stream": msg.stream, "frame": int(msg.frame), "pts": float(msg.pts),
+                "t_capture": float(msg.t_capture), "size": [int(msg.size[0]), int(msg.size[1])],
+                "jpeg": msg.jpeg if binary_kp else base64.b64encode(msg.jpeg).decode()}
     return {
         "v": VERSION, "stream": msg.stream, "frame": int(msg.frame), "pts": float(msg.pts),
         "t_capture": float(msg.t_capture), "t_publish": float(msg.t_publish),
@@ -179,8 +207,10 @@ def decode(parts: Sequence[bytes], max_bytes: int = 1 << 20) -> Message:
                                       v=version)
     elif topic.startswith(POSE_PREFIX):
         msg = _pose_from_map(m, stream, version)
+    elif topic.startswith(IMG_PREFIX):
+        msg = _preview_from_map(m, stream, version)
     else:
-        raise WireError(f"topic {topic!r} is neither {POSE_PREFIX}<stream> nor {CTL_PREFIX}<stream>")
+        raise WireError(f"topic {topic!r} is none of {POSE_PREFIX}<stream>, {CTL_PREFIX}<stream>, {IMG_PREFIX}<stream>")
     if msg.topic != topic:
         raise WireError(f"topic {topic!r} does not match the message's stream {stream!r}")
     return msg
@@ -242,6 +272,23 @@ def _pose_from_map(m: Mapping[str, Any], stream: str, version: int) -> PoseMessa
         t_publish=_number(m, "t_publish"), size=(int(size[0]), int(size[1])), joints=_get(m, "joints", str),
         people=people, v=version,
     )
+
+
+def _preview_from_map(m: Mapping[str, Any], stream: str, version: int) -> PreviewMessage:
+    frame = _get(m, "frame", int)
+    if frame < 0:
+        raise WireError("field 'frame' is negative")
+    raw = _get(m, "jpeg", (bytes, str))
+    if isinstance(raw, str):
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise WireError("field 'jpeg' is not base64") from None
+    if not raw.startswith(JPEG_MAGIC):
+        raise WireError("field 'jpeg' does not hold a JPEG image")
+    size = _numbers(m, "size", 2)
+    return PreviewMessage(stream=stream, frame=frame, pts=_number(m, "pts"), t_capture=_number(m, "t_capture"),
+                          size=(int(size[0]), int(size[1])), jpeg=raw, v=version)
 
 
 def _map(value: Any) -> Mapping[str, Any]:

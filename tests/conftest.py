@@ -130,6 +130,15 @@ def count_frames(path: Path) -> list[float]:
         return [float(f.time) for f in c.decode(c.streams.video[0])]
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C as in a terminal. A shell that starts jobs in the background (`cmd &` in a script)
+    has them ignore SIGINT, and Python then installs no KeyboardInterrupt handler: the run would not be
+    what a user interrupts."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_endpoint() -> str:
     """A loopback endpoint nobody listens on (bound once by ZeroMQ, then released)."""
     from streampose.publish import Publisher

@@ -16,12 +16,12 @@ import streampose
 from streampose.api import center_crop
 from streampose.crop import (
     MIN_SIZE,
+    WIDER,
     CenterCrop,
     Crop,
     CropPolicy,
     DetectCrop,
     FixedCrop,
-    WIDER,
     TrackCrop,
     parse_crop,
 )

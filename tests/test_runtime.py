@@ -160,7 +160,6 @@ def test_images_get_the_second_look_find_gives(data: Path, tmp_path: Path, estim
     import shutil
 
     import cv2
-
     from conftest import shared_file
 
     folder = tmp_path / "photos"

@@ -11,17 +11,10 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import EXE, cut, free_endpoint, serve
+from conftest import EXE, cut, free_endpoint, interruptible, serve
 
 from streampose.subscriber import Subscriber
 from streampose.wire import ControlMessage, PoseMessage
-
-
-def interruptible() -> None:
-    """In the child: Ctrl-C as in a terminal. A shell that starts jobs in the background (`cmd &` in a script)
-    has them ignore SIGINT, and Python then installs no KeyboardInterrupt handler: the run would not be
-    what a user interrupts."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
