@@ -208,6 +208,8 @@ class PipelineRow:
     live: bool
     streams: int
     """Copies of the clip run side by side, each its own reader, batched together."""
+    preview_fps: float
+    """Previews published per second and stream (`run --preview`; 0: none)."""
     frames: int
     """Delivered, all streams together."""
     fps: float
@@ -230,16 +232,18 @@ class PipelineRow:
         return asdict(self)
 
 
-def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False, streams: int = 1
+def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False, streams: int = 1, preview: float = 0.0
                  ) -> tuple[int, float, StreamStats, dict[str, float]]:
     """One pass of `clip` (`streams` copies at once) through the runtime, publishing to a real subscriber
-    on loopback. Returns (frames of all streams, seconds, the first stream's stats, CPU seconds per stage)."""
-    with Publisher("tcp://127.0.0.1:*", hwm=1000) as pub, Subscriber(pub.endpoint, timeout=1.0) as sub:
+    on loopback (with `preview` JPEGs a second per stream, which it also reads). Returns (frames of all streams,
+    seconds, the first stream's stats, CPU seconds per stage)."""
+    with Publisher("tcp://127.0.0.1:*", hwm=1000) as pub, \
+            Subscriber(pub.endpoint, timeout=1.0, previews=bool(preview)) as sub:
         reader = threading.Thread(target=lambda: sum(1 for _ in sub), daemon=True)
         reader.start()
         # crop "track": the pipeline's own cost beside the model it runs (the detector would add a second model)
         stream = PoseStream([clip] * streams, estimator=PoseEstimator(backend=backend), crop="track", max_batch=batch,
-                            live=live, sinks=[PublishSink(pub)])
+                            live=live, sinks=[PublishSink(pub, preview_fps=preview or None)])
         t0, c0 = time.perf_counter(), time.thread_time()
         stats = stream.run()
         seconds, consumer_cpu = time.perf_counter() - t0, time.thread_time() - c0
@@ -250,11 +254,11 @@ def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False, st
 
 def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "engines/cache",
              names: list[str] | None = None, rounds: int = 3, live: bool = False, streams: Sequence[int] = (1,),
-             jobs: Sequence[int] | None = None) -> list[PipelineRow]:
+             jobs: Sequence[int] | None = None, previews: Sequence[float] = (0.0,)) -> list[PipelineRow]:
     """End-to-end fps (or, `live`, latency at the clip's native rate) against model-only fps, alternating
     model-only and pipeline rounds so that machine noise hits both alike; medians are reported, and the
     ratio is paired per round (see `PipelineRow.efficiency`). `jobs` default: what the runtime picks (0, the
-    backend's best, for files; 1 for live)."""
+    backend's best, for files; 1 for live). `previews`: a row per preview rate (0: none)."""
     rows = []
     for model, j in itertools.product(models, jobs if jobs is not None else (1 if live else 0,)):
         for name, precision, backend in backends_for(model, cache, names, j):
@@ -262,10 +266,10 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
                 backend.close()
                 continue
             with backend:
-                for batch, n in itertools.product(batches, streams):
+                for batch, n, preview in itertools.product(batches, streams, previews):
                     model_s, e2e_fps, ratios, runs = [time_batches(backend, batch, rounds=1, round_s=2.0)], [], [], []
                     for _ in range(rounds):
-                        frames, seconds, stats, cpu = run_pipeline(backend, clip, batch, live, n)
+                        frames, seconds, stats, cpu = run_pipeline(backend, clip, batch, live, n, preview)
                         model_s.append(time_batches(backend, batch, rounds=1, round_s=2.0))
                         e2e_fps.append(frames / seconds)
                         ratios.append(e2e_fps[-1] * (model_s[-2] + model_s[-1]) / 2 / batch)
@@ -273,7 +277,8 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
                     frames, stats, cpu = runs[len(runs) // 2]
                     sec = statistics.median(model_s)
                     rows.append(PipelineRow(
-                        model, name, precision, batch, backend.info.jobs, os.path.basename(clip), live, n, frames,
+                        model, name, precision, batch, backend.info.jobs, os.path.basename(clip), live, n, preview,
+                        frames,
                         statistics.median(e2e_fps),
                         batch / sec, 1000 * sec, stats.latency_ms(50), stats.latency_ms(99), stats.dropped,
                         {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()}, statistics.median(ratios)))
@@ -281,13 +286,14 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
     return rows
 
 
-PIPELINE_HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'jobs':>5}{'mode':>6}{'strm':>5}{'e2e fps':>9}"
+PIPELINE_HEADER = (f"{'model':<10}{'backend':<13}{'prec':<6}{'batch':>5}{'jobs':>5}{'mode':>6}{'strm':>5}{'prev':>5}"
+                   f"{'e2e fps':>9}"
                    f"{'model':>8}{'ratio':>7}{'lat p50':>9}{'p99':>7}{'model ms':>9}{'drop':>6}  CPU-ms/frame by stage")
 
 
 def format_pipeline(r: PipelineRow) -> str:
     stages = " ".join(f"{k} {v:.1f}" for k, v in r.cpu_ms_per_frame.items())
     return (f"{r.model:<10}{r.backend:<13}{r.precision:<6}{r.batch:>5}{r.jobs:>5}{'live' if r.live else 'file':>6}"
-            f"{r.streams:>5}"
+            f"{r.streams:>5}{r.preview_fps:>5g}"
             f"{r.fps:>9.1f}{r.model_fps:>8.1f}{r.efficiency:>7.2f}{r.latency_ms_p50:>9.1f}{r.latency_ms_p99:>7.1f}"
             f"{r.model_ms:>9.1f}{r.dropped:>6}  {stages}")

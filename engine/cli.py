@@ -75,6 +75,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     n.add_argument("--model-only", action="store_true", help="model-only table (default; with --e2e: both)")
     n.add_argument("--e2e", metavar="CLIP", default=None, help="run this clip end to end through the runtime")
     n.add_argument("--live", action="store_true", help="--e2e as a live source (native rate, stale frames dropped)")
+    n.add_argument("--previews", default="0", metavar="FPS,...",
+                   help="--e2e with these preview rates (run --preview; 0: none), a row each, e.g. 0,10 "
+                        "(default: %(default)s)")
     n.add_argument("--streams", default="1", help="--e2e with N copies of the clip at once, e.g. 1,2,4 (fps is all "
                                                    "streams together)")
     n.add_argument("--models", default=",".join(models.shipped()) or models.DEFAULT,
@@ -188,13 +191,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.e2e:
         print(PIPELINE_HEADER)
         rows = pipeline(model_names, args.e2e, batches, cache=args.cache, names=names, rounds=args.rounds,
-                        live=args.live, streams=streams, jobs=jobs)
+                        live=args.live, streams=streams, jobs=jobs, previews=_rates(args.previews))
         print("ratio: end-to-end fps / model-only fps at the same batch, alternating rounds; latency: capture to "
               "publish; CPU-ms: thread CPU time per delivered frame")
         report["pipeline"] = [r.to_dict() for r in rows]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        rates = []
+    if not rates or not all(0 <= r <= 1000 for r in rates):
+        raise ValueError(f"--previews {text}: expected comma-separated rates from 0 to 1000, e.g. 0,10")
+    return rates
 
 
 def _soak(args: argparse.Namespace, batches: list[int]) -> int:
