@@ -213,6 +213,36 @@ def test_a_stream_name_is_shown_as_text_never_as_html(browser: Any) -> None:
         assert browser.execute_script("return window.pwned === undefined")
 
 
+def test_several_people_each_get_their_own_colour(browser: Any) -> None:
+    from streampose.draw import PEOPLE_COLORS
+    from streampose.publish import Publisher
+    from streampose.wire import Person
+
+    def standing(x: float) -> np.ndarray:
+        """A confident upright LSP14 pose around column x of a 640 x 480 frame."""
+        ys = [420, 340, 260, 260, 340, 420, 250, 200, 150, 150, 200, 250, 140, 90]
+        xs = [x - 20, x - 20, x - 15, x + 15, x + 20, x + 20, x - 50, x - 45, x - 30, x + 30, x + 45, x + 50, x, x]
+        return np.array([[a, b, 0.9] for a, b in zip(xs, ys, strict=True)], np.float32)
+
+    endpoint = free_endpoint()
+    people = (Person(0, standing(160), (80, 60, 160, 380), 0.9), Person(1, standing(480), (400, 60, 160, 380), 0.9))
+    count = """const d = document.querySelector('.panel canvas').getContext('2d').getImageData(0, 0, 640, 480).data;
+    let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] === arguments[0] && d[i + 1] === arguments[1]
+    && d[i + 2] === arguments[2]) n++; return n;"""
+    with Viewer(endpoint, port=0) as viewer, Publisher(endpoint) as pub:
+        browser.get(viewer.url)
+
+        def drawn() -> bool:
+            pub.send(PoseMessage("two", 0, 0.0, time.time(), time.time(), (640, 480), "LSP14", people))
+            return bool(browser.execute_script("return document.querySelectorAll('.panel canvas').length"))
+
+        wait_for(drawn, 20, "the panel never appeared")
+        for person, (b, g, r) in enumerate(PEOPLE_COLORS[:2]):
+            wait_for(lambda r=r, g=g, b=b: browser.execute_script(count, r, g, b) > 100, 10,
+                     f"person {person} is not drawn in its colour")
+        assert browser.execute_script(count, 0, 220, 0) == 0  # not the one-person limb colours
+
+
 # --- bound wide: the token --------------------------------------------------------------------------------
 def status_of(url: str) -> int:
     try:
@@ -258,6 +288,37 @@ def test_bound_wide_the_page_and_its_socket_need_the_token() -> None:
     finally:
         view.send_signal(signal.SIGINT)
         assert view.wait(timeout=10) == 0
+
+
+def test_run_view_serves_the_page_for_the_run_and_keeps_it_up_until_ctrl_c(clip: Path) -> None:
+    import aiohttp
+
+    run = subprocess.Popen([EXE, "run", str(clip), "--publish", free_endpoint(), "--crop", "center", "--live",
+                            "--view", "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=interruptible)
+    try:
+        assert run.stderr is not None
+        m = re.search(r"(http://127\.0\.0\.1:\d+/)", run.stderr.readline())
+        assert m, "no URL printed"
+        assert status_of(m[1]) == 200
+
+        async def states() -> list[str]:
+            seen: list[str] = []
+            async with aiohttp.ClientSession() as session, session.ws_connect(m[1] + "ws") as ws:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT and msg.json()["kind"] == "status":
+                        seen.append(msg.json()["state"])
+                        if seen[-1] == "ended":
+                            return seen
+            return seen
+
+        assert asyncio.run(asyncio.wait_for(states(), 60))[-1] == "ended"
+        wait_for(lambda: "until Ctrl-C" in run.stderr.readline(), 10, "the run does not say the page stays up")
+        assert status_of(m[1]) == 200  # the run is over, the page is still there
+    finally:
+        run.send_signal(signal.SIGINT)
+        code = run.wait(timeout=10)
+    assert code == 0
 
 
 def test_on_loopback_no_token_is_asked() -> None:
