@@ -17,11 +17,11 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "==> NVIDIA GPU found: installing streampose with CUDA torch and the tensorrt extra"
-    "${PIP[@]}" install -e '.[dev,cpu,train,tensorrt]'
+    "${PIP[@]}" install -e '.[dev,cpu,train,scale,tensorrt]'
 else
     echo "==> no NVIDIA GPU: installing the CPU build of torch (torch==2.13.0)"
     "${PIP[@]}" install 'torch==2.13.0'
-    "${PIP[@]}" install -e '.[dev,cpu,train]'
+    "${PIP[@]}" install -e '.[dev,cpu,train,scale]'
 fi
 # type stubs for the TensorRT code (mypy); --no-deps because they pin the GPU-only tensorrt wheel
 "${PIP[@]}" install --no-deps 'tensorrt-stubs>=10.13'

@@ -121,20 +121,22 @@ class PoseEstimator:
         flip: bool = False,
         jobs: int = 1,
         detector: PersonDetector | None = None,
+        threads: int = 0,
     ) -> None:
         """`model`: a loaded checkpoint, a model name or checkpoint path, or an engine built by
         `streampose build`; `backend`: auto (the fastest that works here), torch, onnxruntime, openvino or
         tensorrt, or an open `Backend` (then `model` and `jobs` are ignored); `flip`: average with the
         mirrored image (twice the compute); `jobs`: batches run side by side where the backend can (see
         `backends.create`; 1, the default, gives each call the shortest wait); `detector`: an open person detector
-        for `find` (the caller closes it; default: `person-det`, opened on first use and closed with this)."""
+        for `find` (the caller closes it; default: `person-det`, opened on first use and closed with this);
+        `threads`: CPU threads of the backend (0: every core; see `backends.create`)."""
         if isinstance(backend, Backend):
             self.backend = backend
         elif not isinstance(model, Checkpoint) and backends.is_engine(model):
-            self.backend = backends.create(backend, model, device=device, jobs=jobs)
+            self.backend = backends.create(backend, model, device=device, jobs=jobs, threads=threads)
         else:
             ckpt = model if isinstance(model, Checkpoint) else load_model(model)
-            self.backend = backends.create(backend, ckpt, device=device, jobs=jobs)
+            self.backend = backends.create(backend, ckpt, device=device, jobs=jobs, threads=threads)
         self.box_margin = box_margin
         self.flip = flip
         self._detector_backend = backend if isinstance(backend, str) else "auto"

@@ -32,6 +32,7 @@ OPTIONAL = {
     "openvino": ("openvino", ("cpu",)), "nncf": ("nncf", ("cpu",)), "onnxruntime": ("onnxruntime", ("cpu",)),
     "onnx": ("onnx", ("cpu", "tensorrt")), "onnxscript": ("onnxscript", ("cpu", "tensorrt")),
     "tensorrt": ("tensorrt", ("tensorrt",)), "torch_tensorrt": ("torch-tensorrt", ("tensorrt",)),
+    "ray": ("ray", ("scale",)), "pyarrow": ("pyarrow", ("scale",)),
 }
 """Modules of the optional extras (pyproject.toml): the package that provides each and the extras that install it."""
 
@@ -167,11 +168,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.show:
             sinks.append(ShowSink(by_person=args.people > 1))
         preview = args.preview or (DEFAULT_PREVIEW_FPS if args.view else None)
+        if args.view and args.connect:
+            raise UserError("--view reads what this run binds; with --connect, run `streampose view` on the proxy's "
+                            "backend instead")
         if (args.view or args.preview) and args.publish == "none":
             raise UserError("--view and --preview need the stream: drop --publish none, or publish on an endpoint "
                             "such as tcp://127.0.0.1:5556")
         if args.publish != "none":
-            publisher = Publisher(args.publish, fmt=args.format, hwm=args.hwm, curve_keys=args.curve_keys)
+            publisher = Publisher(args.publish, fmt=args.format, hwm=args.hwm, curve_keys=args.curve_keys,
+                                  connect=args.connect)
             sinks.append(PublishSink(publisher, preview_fps=preview))
             if args.view:
                 viewer = _start_viewer(publisher.endpoint, args.view, args.curve_keys)
@@ -183,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stream = PoseStream(specs, model=model, backend=args.backend, device=args.device, crop=args.crop,
                             people=args.people, detector=args.detector, redetect=args.redetect,
                             refine=args.refine, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, flip=args.flip,
-                            smooth=args.smooth, live=args.live, sinks=sinks, jobs=args.jobs)
+                            smooth=args.smooth, live=args.live, sinks=sinks, jobs=args.jobs, names=args.name)
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -427,7 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages queued per slow subscriber before dropping for it (default: %(default)s)")
     r.add_argument("--curve-keys", metavar="DIR",
                    help="encrypt with ZeroMQ CURVE and publish only to the readers whose keys are in DIR/authorized "
-                        "(make DIR with `streampose keys DIR`)")
+                        "(make DIR with `streampose keys DIR`); with --connect, this run's keypair (DIR or "
+                        "DIR/NAME.key_secret) and the proxy's server.key")
+    r.add_argument("--connect", action="store_true",
+                   help="connect to a `streampose proxy` frontend at --publish instead of binding it, so that many "
+                        "runs publish into one endpoint (give each its own --name)")
+    r.add_argument("--name", action="append", metavar="ID",
+                   help="stream id of each source, in order (repeatable; default s0, s1, ...)")
     r.add_argument("--preview", nargs="?", const=DEFAULT_PREVIEW_FPS, type=_rate, metavar="FPS",
                    help="also publish small JPEGs of the frames (at most 640 px wide, FPS a second per stream; "
                         f"default {DEFAULT_PREVIEW_FPS:g}) for `streampose view`, on img/<stream>")
@@ -435,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"serve the page of `streampose view` for this run (default {VIEW_HOST}:{VIEW_PORT}; "
                         "implies --preview) and keep it up after the run until Ctrl-C")
     r.add_argument("--save", metavar="VIDEO", help="write the frames with skeletons to this video (H.264 .mp4/.mkv)")
-    r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl or .csv file")
+    r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl, .csv or .parquet file")
     r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
     r.add_argument("--max-frames", type=_count, default=0, help="stop after this many poses in all (0: all)")
     r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
@@ -508,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parsers(sub)
     engine_parsers(sub)
+    # scaling out: archives on workers or Ray, live streams through a proxy
+    from streampose.batch import add_parser as batch_parser
+    from streampose.proxy import add_parser as proxy_parser
+
+    batch_parser(sub, _positive_int, _crop_spec)
+    proxy_parser(sub, lambda text: _endpoint(text, bind=True))
     return p
 
 

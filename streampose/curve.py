@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import zmq
@@ -60,17 +61,21 @@ def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     return public, secret_key
 
 
-def serve(socket: zmq.Socket[bytes], directory: str | os.PathLike[str]) -> ThreadAuthenticator:
-    """Make `socket` (not yet bound) a CURVE server admitting the readers in DIR/authorized; the
-    authenticator runs until stopped, and needs a context of its own (one per context)."""
+def serve(sockets: zmq.Socket[bytes] | Sequence[zmq.Socket[bytes]], directory: str | os.PathLike[str]
+          ) -> ThreadAuthenticator:
+    """Make `sockets` (not yet bound; one, or several of one context, as a proxy's two sides) CURVE servers
+    admitting the peers in DIR/authorized; the authenticator runs until stopped, and needs a context of its own
+    (one per context)."""
+    group = [sockets] if isinstance(sockets, zmq.Socket) else list(sockets)
     d = Path(directory)
     public, secret = _load(d / f"{SERVER}.key_secret", secret=True)
     if not (d / AUTHORIZED).is_dir() or not any((d / AUTHORIZED).glob("*.key")):
         raise CurveError(f"{d / AUTHORIZED}: no reader keys, so nobody could read; add one with `streampose keys {d}`")
-    auth = ThreadAuthenticator(socket.context)
+    auth = ThreadAuthenticator(group[0].context)
     auth.start()
     auth.configure_curve(domain="*", location=str(d / AUTHORIZED))
-    socket.curve_secretkey, socket.curve_publickey, socket.curve_server = secret, public, True
+    for socket in group:
+        socket.curve_secretkey, socket.curve_publickey, socket.curve_server = secret, public, True
     return auth
 
 

@@ -71,13 +71,13 @@ class PersonDetector:
 
 
 def open_detector(model: str | os.PathLike[str] = models.DETECTOR, backend: str = "auto", device: str = "cpu",
-                  threshold: float = THRESHOLD) -> PersonDetector:
+                  threshold: float = THRESHOLD, threads: int = 0) -> PersonDetector:
     """The detector by name, checkpoint or engine, on a backend (`auto`: the fastest here, as for pose models).
     A backend that runs engines only (the pose model's, when it is an ONNX or TensorRT engine) runs a detector
     checkpoint on `auto` instead; pass a detector engine to run it there too. A missing or damaged file is a
     `CheckpointError` that says how to get a good one."""
     if backends.is_engine(model):
-        return PersonDetector(backends.create(backend, model, device=device), threshold)
+        return PersonDetector(backends.create(backend, model, device=device, threads=threads), threshold)
     try:
         ckpt = load_model(model)
     except CheckpointError as e:
@@ -86,4 +86,4 @@ def open_detector(model: str | os.PathLike[str] = models.DETECTOR, backend: str 
         raise ValueError(f"{model} is a pose model ({ckpt.joints.name} joints), not a person detector; pass "
                          f"--detector {models.DETECTOR} or a checkpoint trained with --config {models.DETECTOR}")
     runs = backend if backend in backends.CHECKPOINTS else "auto"
-    return PersonDetector(backends.create(runs, ckpt, device=device), threshold)
+    return PersonDetector(backends.create(runs, ckpt, device=device, threads=threads), threshold)

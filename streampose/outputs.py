@@ -27,7 +27,7 @@ from streampose.joints import JOINT_SETS
 from streampose.wire import PoseMessage, to_map
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
-KEYPOINT_SUFFIXES = (".jsonl", ".csv")
+KEYPOINT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 X264_OPTIONS = {"crf": "20", "preset": "veryfast"}
 MAX_VIDEO_SIDE = 8192
 MAX_VIDEO_PIXELS = 8192 * 4352
@@ -211,14 +211,18 @@ class KeypointWriter:
       <joint>_y, <joint>_c` per joint of the joint set (`j<i>` for sets streampose does not know); a frame where
       no one was found gets one row with the person and every value empty, so every frame has its row. One
       joint set per file.
+    - `.parquet`: the same rows and columns as `.csv`, typed (empty values are nulls), through pyarrow (the
+      `scale` extra); rows are written in groups and the file is readable once closed.
 
-    Lines are flushed as written, so a run that dies leaves every finished line readable."""
+    JSON and CSV lines are flushed as written, so a run that dies leaves every finished line readable."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._stdout = os.fspath(path) == "-"
         self._csv: Any = None
+        self._parquet: _ParquetRows | None = None
         self._layout: tuple[str, int] | None = None
+        self._columns: list[str] = []
         self.file: IO[str]
         if self._stdout:
             self.file = sys.stdout
@@ -226,8 +230,11 @@ class KeypointWriter:
         suffix = self.path.suffix.lower()
         if suffix not in KEYPOINT_SUFFIXES:
             raise OutputError(f"{path}: cannot write keypoints as {suffix or 'a file without suffix'}; "
-                              "use .jsonl or .csv")
+                              "use .jsonl, .csv or .parquet")
         _check_target(self.path)
+        if suffix == ".parquet":
+            self._parquet = _ParquetRows(self.path)
+            return
         try:
             self.file = open(self.path, "w", newline="", encoding="utf-8")  # closed in close()
         except OSError as e:
@@ -236,34 +243,44 @@ class KeypointWriter:
             self._csv = csv.writer(self.file)
 
     def write(self, msg: PoseMessage) -> None:
-        if self._csv is None:
+        if self._csv is None and self._parquet is None:
             self.file.write(json.dumps(to_map(msg, binary_kp=False), separators=(",", ":")) + "\n")
-        else:
-            self._write_rows(msg)
+            self.file.flush()
+            return
+        first = self._layout is None
+        columns = self._columns_of(msg)
+        rows = _rows(msg, len(columns) // 3)
+        if self._parquet is not None:
+            if first:
+                self._parquet.start(columns)
+            self._parquet.add(rows)
+            return
+        if first:
+            self._csv.writerow([*ROW_HEAD, *columns])
+        for row in rows:
+            # str(np.float32) is the shortest text that reads back as the same float32
+            self._csv.writerow(["" if v is None else str(v) if isinstance(v, np.floating) else v for v in row])
         self.file.flush()
 
-    def _write_rows(self, msg: PoseMessage) -> None:
+    def _columns_of(self, msg: PoseMessage) -> list[str]:
+        """The joint columns of the file, fixed by its first message: one joint set per file."""
         known = JOINT_SETS.get(msg.joints)
         k = len(msg.people[0].kp) if msg.people else len(known) if known is not None else 0
         layout = (msg.joints, k)
         if self._layout is None:
             self._layout = layout
             names = known.names if known is not None and len(known) == k else [f"j{i}" for i in range(k)]
-            self._csv.writerow(["stream", "frame", "pts", "t_capture", "person", "score",
-                                *(f"{n}_{c}" for n in names for c in "xyc")])
+            self._columns = [f"{n}_{c}" for n in names for c in "xyc"]
         elif msg.people and layout != self._layout:
-            raise OutputError(f"{self.path}: a CSV file holds one joint set, got {msg.joints} ({k} joints) "
-                              f"after {self._layout[0]} ({self._layout[1]}); use .jsonl for mixed sets")
-        head = [msg.stream, msg.frame, msg.pts, msg.t_capture]
-        if not msg.people:
-            self._csv.writerow([*head, "", "", *([""] * (3 * self._layout[1]))])
-        for p in msg.people:
-            # str(np.float32) is the shortest text that reads back as the same float32
-            self._csv.writerow([*head, p.id, p.score, *(str(v) for v in np.asarray(p.kp, np.float32).reshape(-1))])
+            raise OutputError(f"{self.path}: a {self.path.suffix} file holds one joint set, got {msg.joints} ({k} "
+                              f"joints) after {self._layout[0]} ({self._layout[1]}); use .jsonl for mixed sets")
+        return self._columns
 
     def close(self) -> None:
         """Close the file (stdout is only flushed). Safe to call twice."""
-        if self._stdout:
+        if self._parquet is not None:
+            self._parquet.close()
+        elif self._stdout:
             self.file.flush()
         else:
             self.file.close()
@@ -273,6 +290,66 @@ class KeypointWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+ROW_HEAD = ("stream", "frame", "pts", "t_capture", "person", "score")
+"""The first columns of a CSV or Parquet keypoint file; the joints' `<name>_x, _y, _c` follow."""
+
+
+def _rows(msg: PoseMessage, k: int) -> list[list[Any]]:
+    """A frame's table rows: one per person, or one of empty values (None) when no one was found."""
+    head: list[Any] = [msg.stream, msg.frame, msg.pts, msg.t_capture]
+    if not msg.people:
+        return [[*head, None, None, *([None] * (3 * k))]]
+    return [[*head, p.id, p.score, *np.asarray(p.kp, np.float32).reshape(-1)] for p in msg.people]
+
+
+class _ParquetRows:
+    """Keypoint rows into a Parquet file, a row group every GROUP rows (memory stays flat on long videos)."""
+
+    GROUP = 4096
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+
+        self.path, self.pa = path, pa
+        self.columns: list[str] | None = None
+        self.rows: list[list[Any]] = []
+        self.writer: Any = None
+
+    def start(self, joint_columns: list[str]) -> None:
+        import pyarrow.parquet as pq
+
+        pa = self.pa
+        types = [pa.string(), pa.int64(), pa.float64(), pa.float64(), pa.int32(), pa.float32()]
+        fields = [pa.field(n, t) for n, t in zip(ROW_HEAD, types, strict=True)]
+        self.schema = pa.schema(fields + [pa.field(c, pa.float32()) for c in joint_columns])
+        self.columns = [*ROW_HEAD, *joint_columns]
+        try:
+            self.writer = pq.ParquetWriter(os.fspath(self.path), self.schema)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot create the file ({_reason(e)}); check the path") from None
+
+    def add(self, rows: list[list[Any]]) -> None:
+        self.rows += rows
+        if len(self.rows) >= self.GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            columns = zip(*self.rows, strict=True)
+            arrays = [self.pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)]
+            self.writer.write_table(self.pa.Table.from_arrays(arrays, schema=self.schema))
+            self.rows = []
+
+    def close(self) -> None:
+        """Write the last rows and the footer. Safe to call twice; a file that got no frame is never created."""
+        if self.writer is not None:
+            try:
+                self._flush()
+            finally:
+                self.writer.close()
+                self.writer = None
 
 
 def _reason(e: BaseException) -> str:

@@ -2,7 +2,8 @@
 
 PUB never blocks: a subscriber that falls `hwm` messages behind is muted (its messages are
 dropped) until it catches up, so a slow or vanished reader cannot stall or bloat the pipeline.
-Binds to loopback by default; binding to all interfaces is allowed but warned about.
+Binds to loopback by default; binding to all interfaces is allowed but warned about. With `connect`, it
+connects to a `streampose proxy` instead (`streampose.proxy`), which many publishers share.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from streampose.wire import FORMATS, Format, Message, encode
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 LINGER_MS = 500
 """How long `close` waits to flush queued messages (the final end-of-stream) to connected readers."""
+CONNECT_WAIT_S = 5.0
+"""How long a publisher connecting to a proxy waits for it to answer before sending anyway."""
 
 
 class PublishError(OSError):
@@ -43,29 +46,40 @@ class Publisher:
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, fmt: Format = "msgpack", hwm: int = 100,
                  context: zmq.Context[zmq.Socket[bytes]] | None = None,
-                 curve_keys: str | os.PathLike[str] | None = None) -> None:
+                 curve_keys: str | os.PathLike[str] | None = None, connect: bool = False,
+                 connect_wait: float = CONNECT_WAIT_S) -> None:
         """`curve_keys`: a folder made by `streampose keys`; messages are then encrypted and only the
-        readers whose public keys are in its `authorized/` get them (see `streampose.curve`)."""
+        readers whose public keys are in its `authorized/` get them (see `streampose.curve`). `connect`: connect
+        to a `streampose proxy` at `endpoint` instead of binding it (with `curve_keys`, as a reader of the keys
+        connects: its keypair and server.key); up to `connect_wait` seconds are spent waiting for the proxy to
+        answer, since what is sent before it does is lost (a warning says so when it does not)."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown wire format {fmt!r}; choose from {', '.join(FORMATS)}")
         if hwm < 1:
             raise ValueError(f"hwm must be at least 1, got {hwm}")
         try:
-            check_endpoint(endpoint, bind=True)
+            check_endpoint(endpoint, bind=not connect)
         except EndpointError as e:
-            raise PublishError(f"cannot publish on {endpoint}: {e}") from None
+            raise PublishError(f"cannot publish {'to' if connect else 'on'} {endpoint}: {e}") from None
         self.fmt: Format = fmt
         self.sent = 0
         # the authenticator serves a whole context, so a CURVE publisher gets one of its own
-        self._own_context = zmq.Context() if curve_keys is not None else None
-        self._socket = (self._own_context or context or zmq.Context.instance()).socket(zmq.PUB)
+        self._own_context = zmq.Context() if curve_keys is not None and not connect else None
+        # connected to a proxy, an XPUB: the proxy's subscription is how we know it is listening
+        kind = zmq.XPUB if connect else zmq.PUB
+        self._socket = (self._own_context or context or zmq.Context.instance()).socket(kind)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
         self._auth: ThreadAuthenticator | None = None
         try:
-            if curve_keys is not None:
-                self._auth = curve.serve(self._socket, curve_keys)
-            self._socket.bind(endpoint)
+            if connect:
+                if curve_keys is not None:
+                    curve.connect(self._socket, curve_keys)
+                self._socket.connect(endpoint)
+            else:
+                if curve_keys is not None:
+                    self._auth = curve.serve(self._socket, curve_keys)
+                self._socket.bind(endpoint)
         except (zmq.ZMQError, curve.CurveError) as e:
             self._close(linger=0)
             if isinstance(e, curve.CurveError):
@@ -74,9 +88,14 @@ class Publisher:
                     "--publish tcp://127.0.0.1:5556" if e.errno == zmq.EADDRINUSE
                     else "use an endpoint like tcp://127.0.0.1:5555 or ipc:///tmp/streampose")
             raise PublishError(f"cannot publish on {endpoint}: {e.strerror}; {hint}") from None
-        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        """The bound endpoint with the actual port (`tcp://127.0.0.1:*` resolves to a free one)."""
-        if binds_all_interfaces(endpoint) and curve_keys is None:
+        self.endpoint: str = endpoint if connect else self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        """The bound endpoint with the actual port (`tcp://127.0.0.1:*` resolves to a free one), or the proxy's."""
+        if connect:
+            if not self._socket.poll(int(connect_wait * 1000)):
+                print(f"streampose: warning: no proxy answered at {endpoint} within {connect_wait:g} s; poses are "
+                      "dropped until one does (is `streampose proxy` running there, with these --curve-keys?)",
+                      file=sys.stderr)
+        elif binds_all_interfaces(endpoint) and curve_keys is None:
             print(f"streampose: warning: publishing on {self.endpoint} is reachable from other machines, "
                   "unencrypted; bind tcp://127.0.0.1:PORT to keep poses on this one, or add --curve-keys DIR "
                   "(streampose keys DIR) to encrypt and admit only known readers", file=sys.stderr)

@@ -98,7 +98,7 @@ def test_bad_model_is_a_one_line_error(tmp_path: Path, messi: Path) -> None:
 @pytest.mark.parametrize(("option", "expect"), [
     (("--save", "out.avi"), "cannot write video as .avi"),
     (("--keypoints", "missing/k.jsonl"), "does not exist"),
-    (("--keypoints", "k.txt"), ".jsonl or .csv"),
+    (("--keypoints", "k.txt"), ".jsonl, .csv or .parquet"),
 ])
 def test_bad_outputs_fail_before_any_work(tmp_path: Path, messi: Path, option: tuple[str, str], expect: str) -> None:
     r = sp("run", str(messi), option[0], str(tmp_path / option[1]))

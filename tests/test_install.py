@@ -23,10 +23,11 @@ from conftest import ROOT
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 requirements = pytest.importorskip("packaging.requirements")
 
-COMMANDS = ["run", "listen", "keys", "info", "train", "eval", "export", "build", "verify", "bench"]
+COMMANDS = ["run", "listen", "keys", "info", "train", "eval", "export", "build", "verify", "bench", "batch", "proxy"]
 FLAVOURS = {
     "streampose": (), "streampose[cpu]": ("cpu",), "streampose[train]": ("train",),
     "streampose[tensorrt]": ("tensorrt",),  # here without TensorRT itself: its build says what to install
+    "streampose[scale]": ("scale",),
 }
 
 
@@ -67,7 +68,22 @@ def hidden_modules(extras: Iterable[str]) -> set[str]:
     flavour = closure([*p["dependencies"], *optional["dev"], *(r for e in extras for r in optional[e])])
     hidden = everything - flavour
     return {module for module, dists in md.packages_distributions().items()
-            if module.isidentifier() and all(norm(d) in hidden for d in dists)}
+            if module.isidentifier() and all(norm(d) in hidden for d in dists)} - vendored(flavour)
+
+
+def vendored(names: Iterable[str]) -> set[str]:
+    """Modules that a distribution of the flavour carries inside itself (Ray's `thirdparty_files`: psutil,
+    colorama), importable there whatever else is installed."""
+    found = set()
+    for name in names:
+        try:
+            files = md.files(name) or []
+        except md.PackageNotFoundError:
+            continue
+        for f in files:
+            if "thirdparty_files" in f.parts[:-1]:
+                found.add(f.parts[f.parts.index("thirdparty_files") + 1])
+    return {m for m in found if m.isidentifier()}
 
 
 def test_the_cpu_flavour_lacks_the_train_extras_packages() -> None:
@@ -107,6 +123,9 @@ def test_every_command_of_an_install_flavour_starts(flavour: str, data: Path, me
         "build int8": ["build", "hg2-lite", "--target", "openvino", "--precision", "int8", "--calib-data", lsp,
                        "--calib-images", "2", "--no-check", "-o", str(tmp_path / "e.xml")],
         "export": ["export", "hg2-lite", "--no-check", "-o", str(tmp_path / "e.onnx")],
+        "batch ray": ["batch", str(messi), "--out", str(tmp_path / "b1"), "--ray", "127.0.0.1:1"],
+        "batch parquet": ["batch", str(messi), "--out", str(tmp_path / "b2"), "--format", "parquet", "--crop", "center",
+                          "--backend", "torch"],
     }
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "flavour.py"), json.dumps(sorted(hidden_modules(extras))),
                         json.dumps(list(checks.values()))], capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -137,6 +156,12 @@ def test_every_command_of_an_install_flavour_starts(flavour: str, data: Path, me
         assert not error("build int8"), results["build int8"]["stderr"]
     else:
         assert "pip install 'streampose[cpu]'" in error("build int8"), results["build int8"]["stderr"]
+    # Ray and Parquet come with the scale extra
+    if "scale" in extras:
+        assert "unreachable" in error("batch ray") and not error("batch parquet"), results["batch parquet"]["stderr"]
+    else:
+        for name in ("batch ray", "batch parquet"):
+            assert "pip install 'streampose[scale]'" in error(name), results[name]["stderr"]
     if {"cpu", "tensorrt"} & set(extras):
         assert not error("export"), results["export"]["stderr"]
     else:

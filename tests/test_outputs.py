@@ -250,6 +250,28 @@ def test_csv_has_a_row_per_person_a_named_column_per_joint_and_round_trips(tmp_p
             np.testing.assert_array_equal(np.asarray(r[6:], np.float32).reshape(14, 3), p.kp)
 
 
+def test_parquet_has_the_csv_rows_typed_with_nulls_for_a_frame_without_anyone(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet needs pyarrow: pip install 'streampose[scale]'")
+    msgs = messages(5, people=(0, 2, 1))
+    with KeypointWriter(tmp_path / "k.parquet") as w, KeypointWriter(tmp_path / "k.csv") as c:
+        w._parquet.GROUP = 2  # type: ignore[union-attr]  # several row groups from a few frames
+        for m in msgs:
+            w.write(m)
+            c.write(m)
+    table = pq.read_table(tmp_path / "k.parquet")
+    with (tmp_path / "k.csv").open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert table.column_names == header and table.num_rows == len(rows) == sum(max(1, len(m.people)) for m in msgs)
+    assert pq.ParquetFile(tmp_path / "k.parquet").num_row_groups >= 2
+    assert str(table.schema.field("frame").type) == "int64" and str(table.schema.field("l_wrist_x").type) == "float"
+    for got, r in zip(table.to_pylist(), rows, strict=True):
+        for name, text in zip(header, r, strict=True):
+            value = got[name]
+            assert (value is None) == (text == "")  # no one found: nulls where the CSV has empty cells
+            if value is not None and name != "stream":
+                assert np.float32(value) == np.float32(text)
+
+
 def test_csv_refuses_a_second_joint_set_and_bad_paths_fail(tmp_path: Path) -> None:
     m = messages(1)[0]
     with KeypointWriter(tmp_path / "k.csv") as w:
@@ -258,7 +280,7 @@ def test_csv_refuses_a_second_joint_set_and_bad_paths_fail(tmp_path: Path) -> No
                                                                        (0, 0, 1, 1), 0.0),))
         with pytest.raises(OutputError, match=r"use \.jsonl"):
             w.write(other)
-    with pytest.raises(OutputError, match=r"k\.txt.*use \.jsonl or \.csv"):
+    with pytest.raises(OutputError, match=r"k\.txt.*use \.jsonl, \.csv or \.parquet"):
         KeypointWriter(tmp_path / "k.txt")
     with pytest.raises(OutputError, match="does not exist"):
         KeypointWriter(tmp_path / "missing" / "k.jsonl")

@@ -119,7 +119,7 @@ def test_default_endpoint_is_loopback_and_wide_binds_warn(capfd: pytest.CaptureF
 def test_no_pickle_in_the_wire_path() -> None:
     """The modules that touch bytes from the network import no pickle (nor anything built on it)."""
     root = Path(streampose.__file__).parent
-    for name in ("wire", "publish", "subscriber", "curve", "sinks", "outputs"):
+    for name in ("wire", "publish", "subscriber", "curve", "sinks", "outputs", "proxy"):
         tree = ast.parse((root / f"{name}.py").read_text())
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -49,10 +49,13 @@ def is_engine(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix in SUFFIXES
 
 
-def create(name: str, model: Model, device: str = "cpu", precision: str | None = None, jobs: int = 1) -> Backend:
+def create(name: str, model: Model, device: str = "cpu", precision: str | None = None, jobs: int = 1,
+           threads: int = 0) -> Backend:
     """A backend by name for a checkpoint or an engine file; `precision` applies where the backend has a choice.
     `jobs`: batches run side by side where the backend can (OpenVINO; 0: as many as it finds best), which
-    gives throughput on files at the cost of each batch's latency; the others run one at a time."""
+    gives throughput on files at the cost of each batch's latency; the others run one at a time. `threads`:
+    CPU threads for OpenVINO and ONNX Runtime (0: every core), so that several engines can share a machine
+    (`streampose batch` workers) without each taking all of it."""
     if name not in NAMES:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
     if jobs < 0:
@@ -60,7 +63,7 @@ def create(name: str, model: Model, device: str = "cpu", precision: str | None =
     if not isinstance(model, Checkpoint) and not is_engine(model):
         raise EngineError(f"{model}: not an engine ({', '.join(SUFFIXES)}); load checkpoints with load_model")
     if name == "auto":
-        return _auto(model, device, precision, jobs)
+        return _auto(model, device, precision, jobs, threads)
     if not isinstance(model, Checkpoint):
         target = SUFFIXES[Path(model).suffix]
         if name not in RUNS[target]:
@@ -81,21 +84,21 @@ def create(name: str, model: Model, device: str = "cpu", precision: str | None =
     if name == "openvino":
         from streampose.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(model, precision=precision, jobs=jobs)
+        return OpenVinoBackend(model, precision=precision, jobs=jobs, threads=threads)
     if isinstance(model, Checkpoint):  # not in CHECKPOINTS
         build = "streampose export MODEL" if name == "onnxruntime" else "streampose build MODEL --target tensorrt"
         raise ValueError(f"the {name} backend runs an engine file, not a checkpoint; make one with `{build}`")
     if name == "onnxruntime":
         from streampose.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model, device=device)
+        return OnnxRuntimeBackend(model, device=device, threads=threads)
     from streampose.backends.tensorrt_backend import TensorRTBackend, TorchTensorRTBackend
 
     dev = device if device.startswith("cuda") else "cuda:0"
     return TorchTensorRTBackend(model, dev) if Path(model).suffix == ".ep" else TensorRTBackend(model, dev)
 
 
-def _auto(model: Model, device: str, precision: str | None, jobs: int) -> Backend:
+def _auto(model: Model, device: str, precision: str | None, jobs: int, threads: int) -> Backend:
     order: tuple[str, ...]
     if isinstance(model, Checkpoint):
         order = ("torch",) if device.startswith("cuda") else ("openvino", "torch")
@@ -105,8 +108,8 @@ def _auto(model: Model, device: str, precision: str | None, jobs: int) -> Backen
     for name in order:
         try:
             if name == "openvino" and isinstance(model, Checkpoint) and precision is None:
-                return create(name, model, precision=_fastest_cpu_precision(), jobs=jobs)
-            return create(name, model, device=device, precision=precision, jobs=jobs)
+                return create(name, model, precision=_fastest_cpu_precision(), jobs=jobs, threads=threads)
+            return create(name, model, device=device, precision=precision, jobs=jobs, threads=threads)
         except BackendUnavailable as e:
             reasons.append(str(e))
     raise BackendUnavailable("no backend can run this model here: " + "; ".join(reasons))

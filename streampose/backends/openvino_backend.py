@@ -147,6 +147,7 @@ class OpenVinoBackend(Backend):
         self.requests = [self.compiled.create_infer_request() for _ in range(n)]
         self._last: list[_Job | None] = [None] * n
         self._next = 0
+        self._submitting = threading.Lock()
         self.info = BackendInfo(
             name="openvino", input_size=config.input_size, stride=config.stride, joints=joints,
             normalization=norm, max_batch=max_batch, precision=precision, device="cpu", jobs=n,
@@ -163,14 +164,16 @@ class OpenVinoBackend(Backend):
 
     def submit(self, batch: npt.NDArray[np.float32]) -> Job:
         """Start the batch on the next infer request in turn, first collecting that request's previous
-        batch (waiting for it if it still runs). Called from one thread; the jobs may be called from another."""
+        batch (waiting for it if it still runs). Safe from several threads (the runtime's second looks submit
+        from its collecting thread while its inference thread submits); the jobs may be called from any."""
         self.check_batch(batch)
-        k = self._next
-        self._next = (k + 1) % len(self.requests)
-        if (previous := self._last[k]) is not None:
-            previous()
-        job = _Job(self.requests[k], np.ascontiguousarray(batch, dtype=np.float32))
-        # share_inputs: the request reads the array in place (no copy); the job holds it until done
-        job.request.start_async({0: job.batch}, share_inputs=True)
-        self._last[k] = job
+        with self._submitting:
+            k = self._next
+            self._next = (k + 1) % len(self.requests)
+            if (previous := self._last[k]) is not None:
+                previous()
+            job = _Job(self.requests[k], np.ascontiguousarray(batch, dtype=np.float32))
+            # share_inputs: the request reads the array in place (no copy); the job holds it until done
+            job.request.start_async({0: job.batch}, share_inputs=True)
+            self._last[k] = job
         return job
