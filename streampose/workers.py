@@ -133,7 +133,9 @@ class Worker:
         result: dict[str, Any] = {"name": job.name, "attempt": job.attempt, "worker": self.where}
         try:
             estimator, detector = self._open()
-        except Exception as e:  # the same for every input: the driver stops the batch with it
+        except (ValueError, OSError, RuntimeError) as e:  # a bad model or backend: the same for every input,
+            return {**result, "status": "failed", "fatal": True, "error": str(e)}  # so the driver stops the batch
+        except Exception as e:
             return {**result, "status": "failed", "fatal": True, "error": _why(e)}
         out = Path(self.settings.out)
         finals = outputs(self.settings, job.name)

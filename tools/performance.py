@@ -9,6 +9,8 @@ Measuring runs the project's own benchmark commands, each writing JSON under doc
 - `streampose bench --e2e <studio clip> --streams 1,2,4` for the default model -> streams.json
 - `tools/peers/compare.py` (MediaPipe and YOLO11n-pose speed on both clips, alternating rounds, and accuracy on
   LSPET and the LSP slice, crop given and full image) -> peers.json
+- `tools/batch_speed.py` (`streampose batch`: 1 vs 2 workers, local processes vs Ray, Ray's fixed costs) -> batch.json
+- `tools/proxy_cost.py` (a `streampose proxy` hop against a straight connection: latency, throughput) -> proxy.json
 Rendering reads only those files, so every number in PERFORMANCE.md comes from one of these runs.
 Run it on an idle machine: anything else running skews the speeds (ratios measured in one run less so).
 """
@@ -45,6 +47,9 @@ def measure(rounds: int) -> None:
          "--json", str(BENCH / "streams.json")],
         [sys.executable, str(ROOT / "tools" / "peers" / "compare.py"), "--rounds", str(rounds),
          "--json", str(BENCH / "peers.json")],
+        [sys.executable, str(ROOT / "tools" / "batch_speed.py"), "--rounds", str(rounds),
+         "--json", str(BENCH / "batch.json")],
+        [sys.executable, str(ROOT / "tools" / "proxy_cost.py"), "--json", str(BENCH / "proxy.json")],
     ]
     BENCH.mkdir(parents=True, exist_ok=True)
     for i, cmd in enumerate(steps, 1):
@@ -145,6 +150,32 @@ def accuracy_tables(acc: dict[str, Any]) -> list[str]:
     return out
 
 
+def scaling_section(b: dict[str, Any], proxy: dict[str, Any]) -> list[str]:
+    """`streampose batch` on this machine's workers and on Ray (tools/batch_speed.py), and the cost of a
+    `streampose proxy` hop (tools/proxy_cost.py)."""
+    out = ["## Scaling out: `streampose batch` on local processes and on Ray, `streampose proxy`", "",
+           f"`python tools/batch_speed.py`, {b['date']}, {b['machine']['cores']} cores, Ray {b['ray']['version']}: "
+           f"{b['inputs']}, default model and backend, each worker with cores / workers threads; seconds from the "
+           f"call to its return (workers started and models loaded inside), medians of {b['rounds']} rounds.", "",
+           "| workers on | workers | threads each | seconds | fps | vs 1 worker | vs local |",
+           "|---|---|---|---|---|---|---|"]
+    out += [f"| {r['mode']} | {r['workers']} | {r['threads_per_worker']} | {r['seconds']:.2f} | {r['fps']:.1f} | "
+            f"{r['vs_1_worker']:.2f}x | {r['vs_local']:.2f}x |" for r in b["rows"]]
+    ray, per = b["ray"], b["per_input_s"]
+    out += ["", f"Ray's fixed costs, same run: starting a local cluster {ray['cluster_start_s']:.1f} s, an empty call "
+            f"to an actor {ray['call_round_trip_ms']:.2f} ms; each input of a batch adds {per['local'] * 1e3:.0f} ms "
+            f"locally and {per['ray'] * 1e3:.0f} ms on Ray beyond its frames (12 one-image inputs against 1).", ""]
+    if b.get("note"):
+        out += [b["note"], ""]
+    s, p = proxy["straight"], proxy["proxy"]
+    out += [f"A proxy hop (`python tools/proxy_cost.py`, {proxy['date']}, loopback, two-person msgpack poses): "
+            f"publish to decoded message p50 {p['p50_ms']:.2f} ms / p99 {p['p99_ms']:.2f} ms through the proxy "
+            f"against {s['p50_ms']:.2f} / {s['p99_ms']:.2f} ms straight; {p['messages_per_s']:,} against "
+            f"{s['messages_per_s']:,} messages/s with one Python reader (the reader, not the proxy, is the limit).",
+            ""]
+    return out
+
+
 def render() -> str:
     model, streams, peers = load("model-only.json"), load("streams.json"), load("peers.json")
     PLOTS.mkdir(parents=True, exist_ok=True)
@@ -187,8 +218,10 @@ def render() -> str:
             "|---|---|---|---|---|---|---|"]
     out += [f"| {r['model']} | {r['backend']} {r['precision']} | {r['batch']} | {r['streams']} | {r['fps']:.1f} | "
             f"{r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} |" for r in streams["pipeline"]]
-    out += ["", "![fps against streams](perf/streams.png)", "",
-            "## Reproduce", "", "```bash", "python tools/performance.py                 # measure and render",
+    out += ["", "![fps against streams](perf/streams.png)", ""]
+    if (BENCH / "batch.json").is_file() and (BENCH / "proxy.json").is_file():
+        out += scaling_section(load("batch.json"), load("proxy.json"))
+    out += ["## Reproduce", "", "```bash", "python tools/performance.py                 # measure and render",
             "python tools/performance.py --render-only   # render from docs/bench/*.json", "```", ""]
     text = "\n".join(out)
     DOC.write_text(text)
