@@ -349,7 +349,9 @@ class RayPool:
         ray = self._ray
         done: list[tuple[int, Outcome]] = []
         if self._busy:
-            ready, _ = ray.wait(list(self._busy), num_returns=len(self._busy), timeout=timeout)
+            ready, rest = ray.wait(list(self._busy), num_returns=1, timeout=timeout)
+            if ready and rest:  # and whatever else is done by now
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             for ref in ready:
                 slot, job = self._busy.pop(ref)
                 try:
