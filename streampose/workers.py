@@ -25,10 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streampose import models
 from streampose.results import Result, Sink, StreamStats
+
+if TYPE_CHECKING:
+    from streampose.api import PoseEstimator
+    from streampose.detector import PersonDetector
 
 REPORT_EVERY_S = 0.25
 """How often a worker tells the driver how far it got in its input."""
@@ -97,9 +101,9 @@ class Worker:
     def __init__(self, settings: Settings, report: Report) -> None:
         self.settings, self.report = settings, report
         self.where = f"{socket.gethostname()}:{os.getpid()}"
-        self._engine: tuple[Any, Any] | None = None
+        self._engine: tuple[PoseEstimator, PersonDetector | None] | None = None
 
-    def _open(self) -> tuple[Any, Any]:
+    def _open(self) -> tuple[PoseEstimator, PersonDetector | None]:
         """The pose estimator and detector, loaded on the first input (a bad model fails that input, as fatal)."""
         if self._engine is None:
             import cv2
@@ -141,8 +145,9 @@ class Worker:
         finals = outputs(self.settings, job.name)
         parts = [out / part_name(f) for f in finals]
         s = self.settings
+        sinks: list[Sink] = []
         try:
-            sinks: list[Sink] = [KeypointSink(parts[0])]
+            sinks.append(KeypointSink(parts[0]))
             if s.save_video:
                 sinks.append(VideoSink(parts[1]))
             sinks.append(_Progress(job, self.where, self.report))
@@ -151,11 +156,11 @@ class Worker:
                                 names=[job.name], reconnect=None, sinks=sinks)
             stats = stream.run()[job.name]
         except (SourceError, OSError, ValueError) as e:
-            return {**result, **_failed(parts, str(e), started)}
+            return {**result, **_failed(sinks, parts, str(e), started)}
         except Exception as e:  # one input's surprise must not end the batch
-            return {**result, **_failed(parts, _why(e), started)}
+            return {**result, **_failed(sinks, parts, _why(e), started)}
         if stats.error or not stats.delivered:
-            return {**result, **_failed(parts, stats.error or f"{job.path}: no frames could be read", started)}
+            return {**result, **_failed(sinks, parts, stats.error or f"{job.path}: no frames could be read", started)}
         for part, final in reversed(list(zip(parts, finals, strict=True))):  # keypoints last: they mark it done
             os.replace(part, out / final)
         return {**result, "status": "done", "frames": stats.delivered, "seconds": round(time.monotonic() - started, 3),
@@ -170,7 +175,10 @@ class Worker:
             self._engine = None
 
 
-def _failed(parts: list[Path], error: str, started: float) -> dict[str, Any]:
+def _failed(sinks: list[Sink], parts: list[Path], error: str, started: float) -> dict[str, Any]:
+    """Close what was opened (the runtime closes its sinks, but not when it could not start) and drop the parts."""
+    for sink in sinks:
+        sink.close()
     for part in parts:
         part.unlink(missing_ok=True)
     return {"status": "failed", "error": error, "seconds": round(time.monotonic() - started, 3)}
@@ -239,9 +247,11 @@ class LocalPool:
             event = self._events.get(timeout=timeout)
             while True:
                 kind, slot, data = event
+                job = self._busy.get(slot)
                 if kind == "progress":
                     progress.append(data)
-                elif self._busy.pop(slot, None) is not None:
+                elif job is not None and (job.name, job.attempt) == (data["name"], data["attempt"]):
+                    del self._busy[slot]  # (not a late word from a worker already given up for dead)
                     done.append((slot, data))
                 event = self._events.get_nowait()
         except queue.Empty:
