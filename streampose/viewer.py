@@ -264,9 +264,12 @@ class Viewer:
                     waiter.cancel()
                     break
                 seen = waiter.result()
-                for key, (version, payload) in list(hub.items.items()):
-                    if sent.get(key, 0) < version:
-                        sent[key] = version
+                # in the order they changed: a stream's last pose before the status that says it ended
+                fresh = sorted((v, key) for key, (v, _) in hub.items.items() if sent.get(key, 0) < v)
+                for version, key in fresh:
+                    sent[key] = version
+                    payload = hub.items[key][1] if hub.items[key][0] == version else None
+                    if payload is not None:  # else newer still: sent on the next turn
                         await (ws.send_bytes(payload) if isinstance(payload, bytes) else ws.send_str(payload))
         except (ConnectionError, RuntimeError):
             pass  # the browser went away mid-send
