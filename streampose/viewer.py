@@ -268,8 +268,8 @@ class Viewer:
                 fresh = sorted((v, key) for key, (v, _) in hub.items.items() if sent.get(key, 0) < v)
                 for version, key in fresh:
                     sent[key] = version
-                    payload = hub.items[key][1] if hub.items[key][0] == version else None
-                    if payload is not None:  # else newer still: sent on the next turn
+                    now, payload = hub.items[key]
+                    if now == version:  # else replaced while the ones before were sent: the newer goes next turn
                         await (ws.send_bytes(payload) if isinstance(payload, bytes) else ws.send_str(payload))
         except (ConnectionError, RuntimeError):
             pass  # the browser went away mid-send
