@@ -334,6 +334,7 @@ class RayPool:
                         for _ in range(self.size)]
         self._busy: dict[Any, tuple[int, Job]] = {}
         self._down: set[int] = set()
+        self._asked: dict[int, float] = {}  # slot -> since when its worker is being asked again after ActorUnavailable
 
     def submit(self, slot: int, job: Job) -> None:
         self._wait_restarted(slot)
@@ -365,14 +366,29 @@ class RayPool:
             for ref in ready:
                 slot, job = self._busy.pop(ref)
                 try:
-                    done.append((slot, ray.get(ref)))
+                    outcome = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:  # raised inside the method: a bug, not the worker's death
-                    done.append((slot, {"name": job.name, "status": "failed", "error": str(e).splitlines()[-1]}))
+                    outcome = {"name": job.name, "status": "failed", "error": str(e).splitlines()[-1]}
+                except ray.exceptions.ActorUnavailableError:  # unreachable for a moment (a loaded machine): alive,
+                    self._ask_again(slot, job)  # and its input may be running or done there; ask it for the result
+                    continue
                 except ray.exceptions.RayError as e:  # the actor (or its node) died; Ray restarts it
                     self._down.add(slot)
-                    done.append((slot, Lost(f"Ray worker died during {job.path}: {type(e).__name__}")))
+                    outcome = Lost(f"Ray worker died during {job.path}: {type(e).__name__}")
+                if outcome is None:  # asked again, and the worker never got the input (or restarted since)
+                    outcome = Lost(f"Ray worker died during {job.path} or never received it (back without its outcome)")
+                self._asked.pop(slot, None)
+                done.append((slot, outcome))
         progress: list[dict[str, Any]] = ray.get(self._progress.take.remote())
         return progress, done
+
+    def _ask_again(self, slot: int, job: Job) -> None:
+        """Ask a worker that was unreachable for the outcome of `job` (it queues behind the input, if that is still
+        running); an input is run again only when the worker never had it, or stayed unreachable too long."""
+        since = self._asked.setdefault(slot, time.monotonic())
+        if time.monotonic() - since > RESTART_WAIT_S:
+            raise BatchError(f"Ray worker {slot} has been unreachable for {RESTART_WAIT_S:g} s; is its node up?")
+        self._busy[self._actors[slot].outcome.remote(job.name, job.attempt)] = (slot, job)
 
     def close(self) -> None:
         """Kill the actors (those busy after Ctrl-C too); a cluster started for the run is shut down."""
@@ -393,9 +409,16 @@ class _RayWorker:
 
         reports: Any = ray.get_actor(progress)
         self.worker = Worker(Settings(**json.loads(settings)), lambda p: reports.add.remote(p))
+        self.last: dict[str, Any] | None = None
 
     def process(self, job: dict[str, Any]) -> dict[str, Any]:
-        return self.worker.process(Job(**job))
+        self.last = self.worker.process(Job(**job))
+        return self.last
+
+    def outcome(self, name: str, attempt: int) -> dict[str, Any] | None:
+        """The outcome of that input if it was this process's last (calls run in order: after it, if running)."""
+        last = self.last
+        return last if last is not None and (last["name"], last["attempt"]) == (name, attempt) else None
 
 
 class _RayProgress:
