@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streampose import backends, models
-from streampose.backends import Backend, Job
+from streampose.backends import Backend, BackendUnavailable, Job
 from streampose.checkpoint import Checkpoint, CheckpointError, check_joints, load
 from streampose.decode import decode, pose_score, unflip_heatmaps
 from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box, crop_transform
@@ -25,6 +25,26 @@ if TYPE_CHECKING:
     from streampose.detector import PersonDetector
 
 Box = tuple[float, float, float, float]
+
+
+def model_file(path_or_name: str | os.PathLike[str]) -> Path:
+    """The checkpoint file of a shipped name (`hg2-lite`, `hg2`, `person-det`) or a path; a one-line error if
+    there is none."""
+    name = os.fspath(path_or_name)
+    preset = models.PRESETS.get(name)
+    if preset is None:
+        if not Path(name).exists():
+            raise CheckpointError(
+                f"{name!r} is neither a checkpoint file nor a model name; names: {', '.join(models.PRESETS)}"
+            )
+        return Path(name)
+    weights = preset.weights(name)
+    if not weights.is_file():
+        raise CheckpointError(
+            f"no trained weights for {name!r} are installed ({weights} is missing); "
+            "train one with `streampose train` and pass its path, or use pretrained=False (--untrained)"
+        )
+    return weights
 
 
 def load_model(
@@ -39,24 +59,32 @@ def load_model(
     """
     name = os.fspath(path_or_name)
     preset = models.PRESETS.get(name)
-    if preset is None:
-        if not Path(name).exists():
-            raise CheckpointError(
-                f"{name!r} is neither a checkpoint file nor a model name; names: {', '.join(models.PRESETS)}"
-            )
-        return load(name, joints=joints)
-    if not pretrained:
+    if preset is not None and not pretrained:
         ckpt = Checkpoint(config=preset.config, joints=preset.joints, metadata={"name": name, "trained": False})
         if joints is not None:
             check_joints(ckpt, joints, name)
         return ckpt
-    weights = preset.weights(name)
-    if not weights.is_file():
-        raise CheckpointError(
-            f"no trained weights for {name!r} are installed ({weights} is missing); "
-            "train one with `streampose train` and pass its path, or use pretrained=False (--untrained)"
-        )
-    return load(weights, joints=joints)
+    return load(model_file(name), joints=joints)
+
+
+def open_backend(model: Checkpoint | str | os.PathLike[str] = models.DEFAULT, backend: str = "auto",
+                 device: str = "cpu", jobs: int = 1, threads: int = 0) -> Backend:
+    """A backend (see `backends.create`) for a model by name, checkpoint path, loaded checkpoint or engine. On the
+    CPU with OpenVINO, a checkpoint file converted before runs from its cached IR, found by the file's hash: the
+    start reads no checkpoint and imports no torch."""
+    if isinstance(model, Checkpoint) or backends.is_engine(model):
+        return backends.create(backend, model, device=device, jobs=jobs, threads=threads)
+    if backend in ("auto", "openvino") and device == "cpu" and backends.installed()["openvino"]:
+        from streampose.backends.openvino_backend import ir_of_file
+
+        try:
+            precision = backends.fastest_cpu_precision() if backend == "auto" else None
+            return backends.create("openvino", ir_of_file(model_file(model)), precision=precision, jobs=jobs,
+                                   threads=threads)
+        except BackendUnavailable:
+            if backend == "openvino":
+                raise
+    return backends.create(backend, load_model(model), device=device, jobs=jobs, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -130,13 +158,7 @@ class PoseEstimator:
         `backends.create`; 1, the default, gives each call the shortest wait); `detector`: an open person detector
         for `find` (the caller closes it; default: `person-det`, opened on first use and closed with this);
         `threads`: CPU threads of the backend (0: every core; see `backends.create`)."""
-        if isinstance(backend, Backend):
-            self.backend = backend
-        elif not isinstance(model, Checkpoint) and backends.is_engine(model):
-            self.backend = backends.create(backend, model, device=device, jobs=jobs, threads=threads)
-        else:
-            ckpt = model if isinstance(model, Checkpoint) else load_model(model)
-            self.backend = backends.create(backend, ckpt, device=device, jobs=jobs, threads=threads)
+        self.backend = backend if isinstance(backend, Backend) else open_backend(model, backend, device, jobs, threads)
         self.box_margin = box_margin
         self.flip = flip
         self._detector_backend = backend if isinstance(backend, str) else "auto"

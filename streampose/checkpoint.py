@@ -22,14 +22,16 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from streampose.joints import JointSet, get_joint_set
-from streampose.model import HourglassConfig, StackedHourglass
+from streampose.model import HourglassConfig
 from streampose.preprocess import Normalization
+
+if TYPE_CHECKING:  # torch loads with the first checkpoint read or written, not with this module
+    from torch import Tensor
+
+    from streampose.model import StackedHourglass
 
 FORMAT = "streampose-checkpoint"
 FORMAT_VERSION = 1
@@ -57,6 +59,8 @@ class Checkpoint:
 
     def build(self) -> StackedHourglass:
         """The network with these weights, in eval mode, fp32."""
+        from streampose.model import StackedHourglass
+
         net = StackedHourglass(self.config)
         if self.state_dict:
             sd = {k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}
@@ -71,6 +75,8 @@ class Checkpoint:
 
 def save(ckpt: Checkpoint, path: str | os.PathLike[str], half: bool = False) -> Path:
     """Write atomically (a crash never leaves a truncated file under the final name)."""
+    import torch
+
     path = Path(path)
     sd = {k: v.detach().cpu() for k, v in ckpt.state_dict.items()}
     if half:
@@ -112,6 +118,8 @@ def load(path: str | os.PathLike[str], joints: JointSet | str | None = None) -> 
             head = f.read(4)
         hint = "it is truncated or corrupt" if head.startswith(b"PK") else "it is not a streampose checkpoint"
         raise CheckpointError(f"{path}: cannot read: {hint}; re-download it or retrain (streampose train)")
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

@@ -157,7 +157,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = [*args.sources, *args.source]
     if not specs:
         raise UserError("no source given: pass a video, image, folder, URL or camera index, e.g. `streampose run 0`")
-    model = args.model if is_engine(args.model) else streampose.load_model(args.model, pretrained=not args.untrained)
+    # a checkpoint by name or path opens in the runtime (from its cached engine where it was converted before)
+    untrained = args.untrained and not is_engine(args.model)
+    model = streampose.load_model(args.model, pretrained=False) if untrained else args.model
     if args.untrained:
         print(f"streampose: warning: {args.model} has untrained weights: the keypoints are meaningless",
               file=sys.stderr)

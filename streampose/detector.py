@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streampose import backends, models
-from streampose.api import load_model
+from streampose.api import open_backend
 from streampose.backends import Backend
 from streampose.checkpoint import CheckpointError
 from streampose.detect import boxes_to_frame, decode, letterbox
@@ -76,14 +76,13 @@ def open_detector(model: str | os.PathLike[str] = models.DETECTOR, backend: str 
     A backend that runs engines only (the pose model's, when it is an ONNX or TensorRT engine) runs a detector
     checkpoint on `auto` instead; pass a detector engine to run it there too. A missing or damaged file is a
     `CheckpointError` that says how to get a good one."""
-    if backends.is_engine(model):
-        return PersonDetector(backends.create(backend, model, device=device, threads=threads), threshold)
+    runs = backend if backends.is_engine(model) or backend in backends.CHECKPOINTS else "auto"
     try:
-        ckpt = load_model(model)
+        opened = open_backend(model, runs, device=device, threads=threads)
     except CheckpointError as e:
         raise CheckpointError(f"person detector: {e}") from None
-    if ckpt.config.head != "centernet":
-        raise ValueError(f"{model} is a pose model ({ckpt.joints.name} joints), not a person detector; pass "
+    if (joints := opened.info.joints.name) != PERSON.name:
+        opened.close()
+        raise ValueError(f"{model} is a pose model ({joints} joints), not a person detector; pass "
                          f"--detector {models.DETECTOR} or a checkpoint trained with --config {models.DETECTOR}")
-    runs = backend if backend in backends.CHECKPOINTS else "auto"
-    return PersonDetector(backends.create(runs, ckpt, device=device, threads=threads), threshold)
+    return PersonDetector(opened, threshold)

@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,7 +108,6 @@ class Worker:
         """The pose estimator and detector, loaded on the first input (a bad model fails that input, as fatal)."""
         if self._engine is None:
             import cv2
-            import torch
 
             from streampose.api import PoseEstimator
             from streampose.crop import parse_crop
@@ -116,8 +116,9 @@ class Worker:
             s = self.settings
             if s.threads:
                 cv2.setNumThreads(s.threads)
-                torch.set_num_threads(s.threads)
             estimator = PoseEstimator(s.model, backend=s.backend, device=s.device, jobs=0, threads=s.threads)
+            if s.threads and "torch" in sys.modules:  # loaded for a torch backend (an engine's run never loads it)
+                sys.modules["torch"].set_num_threads(s.threads)
             try:
                 detector = (open_detector(s.detector, backend=s.backend, device=s.device, threads=s.threads)
                             if parse_crop(s.crop).needs_detector else None)

@@ -307,3 +307,51 @@ def test_openvino_freed_on_another_thread_keeps_the_signal_stack() -> None:
     r = subprocess.run([sys.executable, "-c", SIGNAL_STACK_CHECK], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
     assert r.stdout.strip().endswith("signal stack mapped"), r.stdout
+
+
+def test_a_checkpoint_converted_before_starts_from_its_ir_without_torch(tmp_path: Path) -> None:
+    """The second start of a checkpoint file on OpenVINO finds its IR by the file's hash: no checkpoint read, no
+    torch import, the same heatmaps; a changed file (same path) is converted afresh."""
+    import os
+    import subprocess
+    import sys
+
+    from streampose import models
+    from streampose.api import open_backend
+    from streampose.checkpoint import load, save
+
+    ckpt = tmp_path / "model.pt"
+    shutil.copy(models.PRESETS["hg2-lite"].weights("hg2-lite"), ckpt)
+    env = {**os.environ, "STREAMPOSE_CACHE": str(tmp_path / "cache")}
+    probe = ("import sys, numpy as np; from streampose.api import open_backend; "
+             f"b = open_backend({str(ckpt)!r}); x = np.random.default_rng(0).random((2, 3, 128, 128), np.float32); "
+             "np.save(sys.argv[1], b.infer(x)); print(b.info.name, b.info.precision, 'torch' in sys.modules)")
+
+    def start(out: str) -> tuple[str, np.ndarray]:
+        r = subprocess.run([sys.executable, "-c", probe, str(tmp_path / out)], env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split("\n")[0], np.load(tmp_path / out)
+
+    first, heat_first = start("first.npy")
+    assert first.endswith("True")  # converted: the checkpoint was read with torch
+    second, heat_second = start("second.npy")
+    precision = "bf16" if cpu_supports("bf16") else "fp32"
+    assert second == f"openvino {precision} False"
+    np.testing.assert_array_equal(heat_second, heat_first)
+    assert len(list((tmp_path / "cache" / "openvino" / "files").glob("*.json"))) == 1
+
+    changed = load(ckpt)
+    changed.state_dict = {k: v * 0.5 if v.is_floating_point() else v for k, v in changed.state_dict.items()}
+    save(changed, ckpt)
+    third, heat_third = start("third.npy")
+    assert third.endswith("True") and not np.allclose(heat_third, heat_first)
+    assert len(list((tmp_path / "cache" / "openvino" / "files").glob("*.json"))) == 2
+    os.environ["STREAMPOSE_CACHE"], saved = str(tmp_path / "cache"), os.environ["STREAMPOSE_CACHE"]
+    try:
+        for entry in (tmp_path / "cache" / "openvino" / "files").glob("*.json"):
+            entry.write_text("{damaged")
+        with open_backend(ckpt) as b:  # a damaged index entry: converted again, not an error
+            assert b.info.name == "openvino"
+    finally:
+        os.environ["STREAMPOSE_CACHE"] = saved

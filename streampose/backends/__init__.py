@@ -108,14 +108,14 @@ def _auto(model: Model, device: str, precision: str | None, jobs: int, threads: 
     for name in order:
         try:
             if name == "openvino" and isinstance(model, Checkpoint) and precision is None:
-                return create(name, model, precision=_fastest_cpu_precision(), jobs=jobs, threads=threads)
+                return create(name, model, precision=fastest_cpu_precision(), jobs=jobs, threads=threads)
             return create(name, model, device=device, precision=precision, jobs=jobs, threads=threads)
         except BackendUnavailable as e:
             reasons.append(str(e))
     raise BackendUnavailable("no backend can run this model here: " + "; ".join(reasons))
 
 
-def _fastest_cpu_precision() -> str:
+def fastest_cpu_precision() -> str:
     """bf16 where the CPU computes it natively (about 1.5-2x fp32, no measurable PCK cost: README), else fp32."""
     from streampose.backends.openvino_backend import cpu_supports
 
@@ -123,4 +123,4 @@ def _fastest_cpu_precision() -> str:
 
 
 __all__ = ["CHECKPOINTS", "NAMES", "Backend", "BackendInfo", "BackendUnavailable", "EngineError", "Job", "create",
-           "installed", "is_engine"]
+           "fastest_cpu_precision", "installed", "is_engine"]

@@ -90,6 +90,35 @@ def converted(model: Checkpoint) -> Path:
     return path
 
 
+def ir_of_file(path: str | os.PathLike[str]) -> Path:
+    """The IR of a checkpoint file, found by the file's hash once `converted`: a later start reads neither the
+    checkpoint nor torch (importing torch is half of a 2-second start). The index holds IR names only; each IR is
+    checked like any engine."""
+    ov = _openvino()
+    h = hashlib.sha256(ov.__version__.encode())
+    with open(path, "rb") as f:
+        h.update(f.read())
+    index = cache_dir() / "openvino" / "files" / f"{h.hexdigest()}.json"
+    try:
+        ir = index.parent.parent / str(json.loads(index.read_text())["ir"])
+        if ir.is_file() and m.meta_path(ir).is_file():
+            m.read(ir)
+            return ir
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not converted yet (or a damaged entry): convert
+    from streampose.checkpoint import load
+
+    ir = converted(load(path))
+    try:
+        index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_name(f".{index.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"ir": ir.name, "checkpoint": os.fspath(path)}))
+        os.replace(tmp, index)
+    except OSError:  # a read-only cache: the next start converts again
+        pass
+    return ir
+
+
 class _Job:
     """One submitted batch on one infer request; its output is copied out once, by whoever asks first
     (the caller, or `submit` reusing the request)."""
