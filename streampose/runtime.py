@@ -19,6 +19,7 @@ arrive between its start and its end, in order. No queue is unbounded.
 
 Cameras and network streams that fail or stop delivering are reopened with backoff (`Reconnect`);
 sinks hear of it (`Sink.notice`: `retry`, then `recovered`) and frame indices carry on where they were.
+The readers and their inboxes are `streampose.intake`; this module is the stages after them.
 
     with PoseStream("clip.mp4") as stream:
         for result in stream:
@@ -32,15 +33,15 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from streampose import models
 from streampose.api import PoseEstimator, Prepared
 from streampose.checkpoint import Checkpoint
-from streampose.crop import REDETECT, Crop, CropPolicy, parse_crop
+from streampose.crop import REDETECT, Crop, parse_crop
 from streampose.detector import PersonDetector, open_detector
+from streampose.intake import POLL_S, Inbox, Stream, Unopenable, read, take_newest
 from streampose.pose import Pose
 from streampose.results import Result, Sink, StreamEvent, StreamStats
 from streampose.smoothing import OneEuro
@@ -48,37 +49,16 @@ from streampose.sources import Frame, Reconnect, Source, SourceError, SourceInfo
 
 __all__ = ["PoseStream", "Result", "Sink", "StreamEvent", "StreamStats"]
 
-POLL_S = 0.05  # how often blocked stages look at the stop flag
 JOIN_S = 0.5
 """How long `close` waits for the stages in all: a reader blocked in a network read (up to its timeout)
 is left to end on its own (it closes its source), so Ctrl-C stops a run within a second."""
-
-
-@dataclass
-class _Stream:
-    id: str
-    source: Source
-    policy: CropPolicy
-    smooth: bool
-    inbox: _Inbox
-    stats: StreamStats
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    finished: bool = False
-    last_index: int = -1
-    """The newest frame index sent to inference (live streams never go back in time)."""
-    next_index: int = 0
-    """The index the reader gives the next frame (a reopened source counts on from here)."""
-    failures: int = 0
-    """Reopenings since the source last delivered a frame (a source that fails at once keeps backing off)."""
-    smoothers: dict[int, OneEuro] = field(default_factory=dict)
-    """One filter per person followed (with `smooth`)."""
 
 
 @dataclass(frozen=True)
 class _Item:
     """A frame with the crops of the people in it (none when no one was found), ready for the network."""
 
-    stream: _Stream
+    stream: Stream
     frame: Frame
     crops: list[Crop]
     prepared: list[Prepared]
@@ -98,34 +78,6 @@ class _Failure:
 
 
 _DONE = object()
-
-
-class _Inbox:
-    """Frames (and events) from one reader to the preprocess stage. File sources block when it is
-    full; live sources replace the oldest waiting frame and count the drop. Events are never dropped."""
-
-    def __init__(self, cond: threading.Condition, capacity: int, live: bool, stats: StreamStats) -> None:
-        self.cond, self.capacity, self.live, self.stats = cond, capacity, live, stats
-        self.items: deque[Frame | StreamEvent] = deque()
-
-    def put(self, item: Frame | StreamEvent, stop: threading.Event) -> None:
-        with self.cond:
-            if isinstance(item, Frame):
-                if self.live:
-                    while sum(isinstance(i, Frame) for i in self.items) >= self.capacity:
-                        self._drop_oldest_frame()
-                else:
-                    while len(self.items) >= self.capacity and not stop.is_set():
-                        self.cond.wait(POLL_S)
-            self.items.append(item)
-            self.cond.notify_all()
-
-    def _drop_oldest_frame(self) -> None:
-        for i, it in enumerate(self.items):
-            if isinstance(it, Frame):
-                del self.items[i]
-                self.stats.dropped_inbox += 1
-                return
 
 
 class PoseStream:
@@ -191,7 +143,7 @@ class PoseStream:
         self.sinks = list(sinks) + ([_CallbackSink(on_pose)] if on_pose else [])
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._streams: list[_Stream] = []
+        self._streams: list[Stream] = []
         self.reconnect = reconnect
         timeout = reconnect.timeout if reconnect else None
         opened: list[Source] = []
@@ -205,7 +157,7 @@ class PoseStream:
                 except SourceError as e:
                     if len(specs) == 1:
                         raise
-                    opened.append(_Unopenable(os.fspath(spec), e))
+                    opened.append(Unopenable(os.fspath(spec), e))
             if jobs is None:
                 jobs = 1 if any(src.info.live for src in opened) else 0
             self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip, jobs=jobs)
@@ -218,8 +170,8 @@ class PoseStream:
                 stats = StreamStats(sid, live=src.info.live, problems=src.problems)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
                 policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect, refine)
-                self._streams.append(_Stream(sid, src, policy, smooth,
-                                             _Inbox(self._cond, capacity, src.info.live, stats), stats))
+                self._streams.append(Stream(sid, src, policy, smooth,
+                                             Inbox(self._cond, capacity, src.info.live, stats), stats))
         except BaseException:
             for src in opened:
                 src.close()
@@ -363,60 +315,13 @@ class PoseStream:
                     _drain(q)
         return False
 
-    def _read(self, s: _Stream) -> None:
-        info, stop = s.source.info, self._stop
+    def _read(self, s: Stream) -> None:
         try:
-            s.inbox.put(StreamEvent(s.id, "start", info), stop)
-            while not self._deliver(s):  # the source failed: reopen it, or end the stream with the error
-                pass
-            s.inbox.put(StreamEvent(s.id, "eos", info), stop)
-        except SourceError as e:
-            s.stats.damaged = s.source.damaged
-            s.inbox.put(StreamEvent(s.id, "error", info, str(e)), stop)
-        except Exception as e:  # a reader must always end its stream, whatever broke
-            s.inbox.put(StreamEvent(s.id, "error", info, f"{info.spec}: {type(e).__name__}: {e}"), stop)
+            read(s, self._stop, self.reconnect)
         finally:
-            s.source.close()
             self._count_cpu("read")
 
-    def _deliver(self, s: _Stream) -> bool:
-        """Put the source's frames into the inbox: True at its end (or on stop), False once it was reopened
-        after a failure; raises the SourceError when it may not or cannot be reopened."""
-        s.stats.problems = s.source.problems
-        try:
-            for frame in s.source:
-                if self._stop.is_set():
-                    return True
-                if frame.index != s.next_index:
-                    frame = dataclasses.replace(frame, index=s.next_index)
-                s.next_index, s.failures = s.next_index + 1, 0
-                s.stats.damaged = s.source.damaged
-                s.inbox.put(frame, self._stop)
-        except SourceError as e:
-            error = e
-        else:
-            s.stats.damaged = s.source.damaged
-            return True
-        info = s.source.info
-        if self.reconnect is None or not info.live or info.path is not None:  # files are not reopened
-            raise error
-        s.source.close()
-        while (attempt := s.failures + 1) <= self.reconnect.attempts:
-            s.failures = attempt
-            delay = self.reconnect.wait(attempt)
-            s.inbox.put(StreamEvent(s.id, "retry", info, str(error), attempt, delay), self._stop)
-            if self._stop.wait(delay):
-                return True
-            try:
-                s.source = open_source(info.spec, timeout=self.reconnect.timeout)
-            except SourceError as e:
-                error = e
-                continue
-            s.inbox.put(StreamEvent(s.id, "recovered", info, str(error), attempt), self._stop)
-            return False
-        raise SourceError(f"{error}; gave up after {self.reconnect.attempts} reconnection attempts") from None
-
-    def _next_input(self, turn: int) -> tuple[_Stream, Frame | StreamEvent] | None:
+    def _next_input(self, turn: int) -> tuple[Stream, Frame | StreamEvent] | None:
         """The next waiting item, taking streams in turn so none starves; None when all ended or stopping."""
         with self._cond:
             while not self._stop.is_set():
@@ -505,7 +410,7 @@ class PoseStream:
             return list
         return self.estimator.submit(prepared)
 
-    def _prepare(self, s: _Stream, frame: Frame) -> _Item:
+    def _prepare(self, s: Stream, frame: Frame) -> _Item:
         """The frame's crops (from its stream's policy: a new scene for each image) warped to the network input."""
         with s.lock:
             if s.source.info.scenes:
@@ -523,7 +428,7 @@ class PoseStream:
             if not s.inbox.live:
                 out.append(it)
                 continue
-            newer = self._take_newest(s)
+            newer = take_newest(s, self._cond)
             if newer is not None:
                 s.stats.dropped_batch += 1
                 it = self._prepare(s, newer)
@@ -533,19 +438,6 @@ class PoseStream:
             s.last_index = it.frame.index
             out.append(it)
         return out
-
-    def _take_newest(self, s: _Stream) -> Frame | None:
-        """The newest frame in a live inbox, if only frames wait there (an event keeps its place in order)."""
-        with self._cond:
-            items = s.inbox.items
-            if not items or not all(isinstance(i, Frame) for i in items):
-                return None
-            newest = items.pop()
-            s.stats.dropped_inbox += len(items)
-            items.clear()
-            self._cond.notify_all()
-        assert isinstance(newest, Frame)
-        return newest
 
     def _results_of(self, submitted: _Submitted) -> list[Result]:
         out = []
@@ -578,16 +470,6 @@ class PoseStream:
             for (k, i, _, a), pose in zip(looks, poses, strict=True):
                 out[k][0][i] = dataclasses.replace(pose, id=a.id)
         return out
-
-
-class _Unopenable(Source):
-    """A source that could not be opened, standing in for it so that its stream reports the error."""
-
-    def __init__(self, spec: str, error: SourceError) -> None:
-        self.info, self.error = SourceInfo(spec, live=False), error
-
-    def __iter__(self) -> Iterator[Frame]:
-        raise self.error
 
 
 def _newest_per_live_stream(batch: list[_Item]) -> list[_Item]:
