@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 import streampose
+from streampose import argtypes as at
 from streampose import models
 from streampose.backends import NAMES
 from streampose.crop import REDETECT
@@ -65,87 +66,6 @@ def _stop_on_sigterm() -> None:
     (a recording without its index, no end-of-stream); treat it as Ctrl-C instead."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
-
-
-def _jobs(text: str) -> int:
-    if not text.isdigit() or int(text) > 64:
-        raise argparse.ArgumentTypeError(f"must be 0 (the backend's best) or a count up to 64, got {text!r}")
-    return int(text)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value < 2**31:  # ZeroMQ options are C ints
-        raise argparse.ArgumentTypeError(f"must be a positive integer below 2^31, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    """0 or more (0: no limit)."""
-    return 0 if text.strip() == "0" else _positive_int(text)
-
-
-def _seconds(text: str) -> float:
-    """A finite, non-negative number (inf or nan would reach timers that cannot take them)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1e6:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1e6, got {text!r}")
-    return value
-
-
-def _publish_endpoint(text: str) -> str:
-    """Where `run` publishes: an endpoint to bind, or `none`."""
-    return text if text == "none" else _endpoint(text, bind=True)
-
-
-def _rate(text: str) -> float:
-    """Frames a second: a number above 0, at most 1000."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be a rate above 0 and at most 1000 a second, got {text!r}")
-    return value
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    from streampose.endpoint import EndpointError, parse_host_port
-
-    try:
-        return parse_host_port(text)
-    except EndpointError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _connect_endpoint(text: str) -> str:
-    """Where a reader (`listen`) connects."""
-    return _endpoint(text, bind=False)
-
-
-def _endpoint(text: str, bind: bool) -> str:
-    from streampose.endpoint import EndpointError, check_endpoint
-
-    try:
-        return check_endpoint(text, bind=bind)
-    except EndpointError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _crop_spec(text: str) -> str:
-    from streampose.crop import parse_crop
-
-    try:
-        parse_crop(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -394,43 +314,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", choices=NAMES,
                    help="inference backend; auto: the fastest that works here (default: %(default)s)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
-    r.add_argument("--crop", default="auto", type=_crop_spec,
+    r.add_argument("--crop", default="auto", type=at.crop_spec,
                    help="how the network finds the person: auto (the person detector on every image; on videos "
                         "and cameras, follow each person's last confident pose and detect on the first frame, when "
                         "one is lost and every --redetect frames), detect (the detector on every frame), "
                         "track+detect (track with the detector, on images too), track (no detector: follow the "
                         "centred person), center (the centred person, the paper's setting) or a person box x,y,w,h "
                         "(default: %(default)s)")
-    r.add_argument("--people", type=_positive_int, default=1,
+    r.add_argument("--people", type=at.positive_int, default=1,
                    help="pose up to this many people per frame: the most confident detections, batched together, "
                         "each keeping its id across frames (default: %(default)s)")
     r.add_argument("--detector", default=models.DETECTOR,
                    help="person detector: model name, checkpoint or engine built by `streampose build` "
                         "(default: %(default)s)")
-    r.add_argument("--redetect", type=_positive_int, default=REDETECT,
+    r.add_argument("--redetect", type=at.positive_int, default=REDETECT,
                    help="while everyone is tracked, run the detector every this many frames to catch a better "
                         "candidate (default: %(default)s)")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="where the detector finds the people (images, --crop detect): look at each person a second "
                         "time, cropped from the pose of a first, wider look. +3 points PCK on whole images for twice "
                         "the pose network's work (default: on)")
-    r.add_argument("--max-batch", type=_positive_int, default=4,
+    r.add_argument("--max-batch", type=at.positive_int, default=4,
                    help="frames per inference call, gathered across streams (default: %(default)s)")
-    r.add_argument("--jobs", type=_jobs, default=None,
+    r.add_argument("--jobs", type=at.jobs, default=None,
                    help="batches the backend runs side by side (OpenVINO's streams): 0 as many as it runs best, "
                         "1 one at a time on all cores. Default: 0 when every source is a file (throughput), 1 when "
                         "one is live (each frame's shortest wait)")
-    r.add_argument("--max-wait-ms", type=_seconds, default=0.0,
+    r.add_argument("--max-wait-ms", type=at.seconds, default=0.0,
                    help="how long to wait for a batch to fill; 0 takes what is queued (default: %(default)s)")
     r.add_argument("--flip", action="store_true", help="flip test: average with the mirrored frame (2x compute)")
     r.add_argument("--smooth", action="store_true", help="One-Euro smoothing of each joint over time")
     r.add_argument("--live", action="store_true",
                    help="play video files at their native rate as live sources (drop stale frames)")
-    r.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", type=_publish_endpoint,
+    r.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", type=at.publish_endpoint,
                    help="ZeroMQ endpoint to publish on, or 'none' (default: %(default)s, loopback only)")
     r.add_argument("--format", default="msgpack", choices=("msgpack", "json"),
                    help="wire format of published messages (default: %(default)s)")
-    r.add_argument("--hwm", type=_positive_int, default=100,
+    r.add_argument("--hwm", type=at.positive_int, default=100,
                    help="messages queued per slow subscriber before dropping for it (default: %(default)s)")
     r.add_argument("--curve-keys", metavar="DIR",
                    help="encrypt with ZeroMQ CURVE and publish only to the readers whose keys are in DIR/authorized "
@@ -441,16 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs publish into one endpoint (give each its own --name)")
     r.add_argument("--name", action="append", metavar="ID",
                    help="stream id of each source, in order (repeatable; default s0, s1, ...)")
-    r.add_argument("--preview", nargs="?", const=DEFAULT_PREVIEW_FPS, type=_rate, metavar="FPS",
+    r.add_argument("--preview", nargs="?", const=DEFAULT_PREVIEW_FPS, type=at.rate, metavar="FPS",
                    help="also publish small JPEGs of the frames (at most 640 px wide, FPS a second per stream; "
                         f"default {DEFAULT_PREVIEW_FPS:g}) for `streampose view`, on img/<stream>")
-    r.add_argument("--view", nargs="?", const=f"{VIEW_HOST}:{VIEW_PORT}", type=_host_port, metavar="[HOST:]PORT",
+    r.add_argument("--view", nargs="?", const=f"{VIEW_HOST}:{VIEW_PORT}", type=at.host_port, metavar="[HOST:]PORT",
                    help=f"serve the page of `streampose view` for this run (default {VIEW_HOST}:{VIEW_PORT}; "
                         "implies --preview) and keep it up after the run until Ctrl-C")
     r.add_argument("--save", metavar="VIDEO", help="write the frames with skeletons to this video (H.264 .mp4/.mkv)")
     r.add_argument("--keypoints", metavar="FILE", help="write every pose to a .jsonl, .csv or .parquet file")
     r.add_argument("--show", action="store_true", help="show each stream in a window (needs opencv-python)")
-    r.add_argument("--max-frames", type=_count, default=0, help="stop after this many poses in all (0: all)")
+    r.add_argument("--max-frames", type=at.count, default=0, help="stop after this many poses in all (0: all)")
     r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="at the end, list each file of a folder that was skipped or damaged, and why")
@@ -464,13 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  streampose listen --jsonl poses.jsonl --until-eos   # record a file run to its end\n"
                "  streampose listen tcp://127.0.0.1:5556 --stream s1 --latest",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ls.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", type=_connect_endpoint,
+    ls.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", type=at.connect_endpoint,
                     help="where `streampose run --publish` publishes (default: %(default)s)")
     ls.add_argument("--stream", action="append", metavar="ID", help="only this stream id (repeatable)")
     ls.add_argument("--control", action="store_true", help="also show start / eos / error / stats messages")
     ls.add_argument("--jsonl", metavar="FILE", help="write each message as a JSON line to FILE ('-': stdout)")
-    ls.add_argument("--count", type=_positive_int, help="stop after this many poses")
-    ls.add_argument("--timeout", type=_seconds, default=10.0,
+    ls.add_argument("--count", type=at.positive_int, help="stop after this many poses")
+    ls.add_argument("--timeout", type=at.seconds, default=10.0,
                     help="stop after this many seconds without a message; 0: wait forever (default: %(default)s)")
     ls.add_argument("--until-eos", action="store_true", help="stop when every stream seen has ended")
     ls.add_argument("--latest", action="store_true",
@@ -493,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  streampose view tcp://10.0.0.5:5555 --host 0.0.0.0   # from a laptop on the network (token)\n"
                "  ssh -L 8765:127.0.0.1:8765 camera-box                # or keep it on loopback and tunnel",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    v.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", type=_connect_endpoint,
+    v.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", type=at.connect_endpoint,
                    help="where `streampose run --publish` publishes (default: %(default)s)")
     v.add_argument("--host", default=VIEW_HOST,
                    help="address to serve the page on (default: %(default)s, this machine only; 0.0.0.0 for every "
@@ -525,8 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     from streampose.batch import add_parser as batch_parser
     from streampose.proxy import add_parser as proxy_parser
 
-    batch_parser(sub, _positive_int, _crop_spec)
-    proxy_parser(sub, lambda text: _endpoint(text, bind=True))
+    batch_parser(sub, at.positive_int, at.crop_spec)
+    proxy_parser(sub, lambda text: at.endpoint(text, bind=True))
     return p
 
 
