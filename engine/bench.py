@@ -252,6 +252,15 @@ def run_pipeline(backend: Backend, clip: str, batch: int, live: bool = False, st
     return frames, seconds, stats["s0"], {**stream.cpu_seconds, "sinks": consumer_cpu}
 
 
+def paired_ratio(e2e_fps: Sequence[float], model_s: Sequence[float], batch: int) -> float:
+    """End-to-end fps over model-only fps, per round against the model timed just before and just after that
+    round (`model_s` has one more entry than `e2e_fps`: seconds per batch), the median over rounds."""
+    if len(model_s) != len(e2e_fps) + 1:
+        raise ValueError(f"need one model timing more than pipeline rounds, got {len(model_s)} and {len(e2e_fps)}")
+    return statistics.median(fps * (before + after) / 2 / batch
+                             for fps, before, after in zip(e2e_fps, model_s, model_s[1:], strict=False))
+
+
 def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "engines/cache",
              names: list[str] | None = None, rounds: int = 3, live: bool = False, streams: Sequence[int] = (1,),
              jobs: Sequence[int] | None = None, previews: Sequence[float] = (0.0,)) -> list[PipelineRow]:
@@ -267,12 +276,11 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
                 continue
             with backend:
                 for batch, n, preview in itertools.product(batches, streams, previews):
-                    model_s, e2e_fps, ratios, runs = [time_batches(backend, batch, rounds=1, round_s=2.0)], [], [], []
+                    model_s, e2e_fps, runs = [time_batches(backend, batch, rounds=1, round_s=2.0)], [], []
                     for _ in range(rounds):
                         frames, seconds, stats, cpu = run_pipeline(backend, clip, batch, live, n, preview)
                         model_s.append(time_batches(backend, batch, rounds=1, round_s=2.0))
                         e2e_fps.append(frames / seconds)
-                        ratios.append(e2e_fps[-1] * (model_s[-2] + model_s[-1]) / 2 / batch)
                         runs.append((frames, stats, cpu))
                     frames, stats, cpu = runs[len(runs) // 2]
                     sec = statistics.median(model_s)
@@ -281,7 +289,8 @@ def pipeline(models: list[str], clip: str, batches: list[int], cache: str = "eng
                         frames,
                         statistics.median(e2e_fps),
                         batch / sec, 1000 * sec, stats.latency_ms(50), stats.latency_ms(99), stats.dropped,
-                        {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()}, statistics.median(ratios)))
+                        {k: round(1000 * v / max(frames, 1), 2) for k, v in cpu.items()},
+                        paired_ratio(e2e_fps, model_s, batch)))
                     print(format_pipeline(rows[-1]), flush=True)
     return rows
 

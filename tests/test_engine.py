@@ -262,10 +262,20 @@ def test_bench_e2e_runs_every_frame_and_pairs_the_ratio(basketball_clip: Path, t
     for r in rows:
         assert r.frames == 12 and r.dropped == 0 and not r.live and r.streams == 1
         assert r.fps > 0 and r.model_fps > 0 and abs(r.model_fps * r.model_ms / 1000 - r.batch) < 1e-6
-        # the paired ratio is a per-round ratio, close to (not equal to) the ratio of the medians
-        assert 0 < r.efficiency < 2 and 0.5 < r.efficiency / (r.fps / r.model_fps) < 2
+        assert r.efficiency > 0  # its value depends on the machine's load; `paired_ratio` is checked below
         assert {"read", "preprocess", "infer", "sinks"} <= set(r.cpu_ms_per_frame)
         assert r.to_dict()["efficiency"] == r.efficiency
+
+
+def test_paired_ratio_takes_each_round_against_the_model_timed_around_it() -> None:
+    from engine.bench import paired_ratio
+
+    # round 1: 50 fps against a model at 10 ms then 30 ms per batch of 2 (mean 20 ms: 100 fps) -> 0.5;
+    # round 2: 90 fps against 30 and 10 ms -> 0.9; round 3: 40 fps against 10 and 10 ms -> 0.2; median 0.5
+    assert paired_ratio([50.0, 90.0, 40.0], [0.010, 0.030, 0.010, 0.010], batch=2) == pytest.approx(0.5)
+    assert paired_ratio([90.0], [0.030, 0.010], batch=2) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="one model timing more"):
+        paired_ratio([50.0, 90.0], [0.01, 0.03], batch=2)
 
 
 SIGNAL_STACK_CHECK = r"""
