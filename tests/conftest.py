@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.server
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -140,11 +142,22 @@ def interruptible() -> None:
 
 
 def free_endpoint() -> str:
-    """A loopback endpoint nobody listens on (bound once by ZeroMQ, then released)."""
-    from streampose.publish import Publisher
-
-    with Publisher("tcp://127.0.0.1:*") as probe:
-        return probe.endpoint
+    """A loopback endpoint nobody listens on, on a port below the kernel's ephemeral range: a port from that
+    range can be taken again, before the test binds it, by any socket's outgoing connection (a ZeroMQ SUB
+    retrying its connect to this very port even connects to itself), which made bind fail at random."""
+    low = 32768
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return f"tcp://127.0.0.1:{port}"
+    raise RuntimeError(f"no free loopback port below {low}")
 
 
 def synced(pub: Publisher, sub: Subscriber, stream: str = "sync") -> None:
