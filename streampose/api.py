@@ -22,6 +22,7 @@ from streampose.pose import Pose
 from streampose.preprocess import Image, preprocess
 
 if TYPE_CHECKING:
+    from streampose.crop import Detector
     from streampose.detector import PersonDetector
 
 Box = tuple[float, float, float, float]
@@ -148,23 +149,24 @@ class PoseEstimator:
         box_margin: float = 1.25,
         flip: bool = False,
         jobs: int = 1,
-        detector: PersonDetector | None = None,
+        detector: Detector | None = None,
         threads: int = 0,
     ) -> None:
         """`model`: a loaded checkpoint, a model name or checkpoint path, or an engine built by
         `streampose build`; `backend`: auto (the fastest that works here), torch, onnxruntime, openvino or
         tensorrt, or an open `Backend` (then `model` and `jobs` are ignored); `flip`: average with the
         mirrored image (twice the compute); `jobs`: batches run side by side where the backend can (see
-        `backends.create`; 1, the default, gives each call the shortest wait); `detector`: an open person detector
-        for `find` (the caller closes it; default: `person-det`, opened on first use and closed with this);
+        `backends.create`; 1, the default, gives each call the shortest wait); `detector`: what `find` finds people
+        with: an open `PersonDetector` or any function of a frame giving boxes (M, 5) x, y, w, h, score, best first
+        (the caller closes it; default: `person-det`, opened on first use and closed with this);
         `threads`: CPU threads of the backend (0: every core; see `backends.create`)."""
         self.backend = backend if isinstance(backend, Backend) else open_backend(model, backend, device, jobs, threads)
         self.box_margin = box_margin
         self.flip = flip
         self._detector_backend = backend if isinstance(backend, str) else "auto"
         self._device = device
-        self._detector: PersonDetector | None = detector
-        self._owns_detector = detector is None
+        self._detector: Detector | None = detector
+        self._own_detector: PersonDetector | None = None
 
     @property
     def joints(self) -> JointSet:
@@ -212,7 +214,7 @@ class PoseEstimator:
         from streampose.detector import open_detector
 
         if self._detector is None:
-            self._detector = open_detector(backend=self._detector_backend, device=self._device)
+            self._detector = self._own_detector = open_detector(backend=self._detector_backend, device=self._device)
         policy = DetectCrop(self._detector, people, refine)
         crops = policy.crops(frame)
         poses = self.infer([self.prepare(frame, c.center, c.scale) for c in crops]) if crops else []
@@ -236,8 +238,8 @@ class PoseEstimator:
 
     def close(self) -> None:
         self.backend.close()
-        if self._owns_detector and self._detector is not None:
-            self._detector.close()
+        if self._own_detector is not None:
+            self._own_detector.close()
 
     def __enter__(self) -> PoseEstimator:
         return self

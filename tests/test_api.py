@@ -45,6 +45,25 @@ def test_find_poses_whoever_the_detector_finds(messi: Path) -> None:
         assert len(est.find(frame, people=3)) <= 3
 
 
+def test_find_takes_any_function_of_a_frame_as_its_detector(messi: Path) -> None:
+    """Bring your own detector: `find` crops where the given function's boxes are, and never opens person-det."""
+    frame = cv2.imread(str(messi))
+    seen: list[tuple[int, ...]] = []
+
+    def one_box(image: np.ndarray) -> np.ndarray:
+        seen.append(image.shape)
+        return np.array([[200.0, 40.0, 120.0, 250.0, 0.9]], np.float32)
+
+    with streampose.PoseEstimator(backend="torch", detector=one_box) as est:
+        (pose,) = est.find(frame, refine=False)
+        assert seen == [frame.shape]
+        x, y, w, h = pose.box
+        assert (x + w / 2, y + h / 2) == pytest.approx((259.5, 164.5), abs=1)  # the crop is centred on that box
+        assert est._own_detector is None
+    with streampose.PoseEstimator(backend="torch", detector=lambda _: np.zeros((0, 5), np.float32)) as est:
+        assert est.find(frame) == []
+
+
 def test_keypoints_stay_inside_the_crop(estimator: streampose.PoseEstimator, messi: Path) -> None:
     frame = cv2.imread(str(messi))
     pose = estimator(frame, box=(200.0, 40.0, 120.0, 250.0))
