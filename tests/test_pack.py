@@ -182,6 +182,20 @@ def test_pack_train_eval_end_to_end(data: Path, tmp_path: Path) -> None:
     e = subprocess.run([*sp, "eval", str(out / "last.pt"), "--data", f"lsp:{data}/lspet@8501-8508"],
                        cwd=ROOT, capture_output=True, text=True)
     assert e.returncode == 0 and "limbs (12)" in e.stdout, e.stderr[-2000:]
+    # shipped, the card measures on the real images the pack was made from, not on the pack's copies
+    from train.ship import ship
+
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    card = ship(out, "hg2-lite", ["streampose train ..."], dest=shipped)
+    assert card["data"]["validation"] == f"lsp:{data}/lspet@8501-8508"
+    assert card["validation"]["plain"]["images"] > 0
+    assert sorted(p.name for p in shipped.iterdir()) == ["hg2-lite.json", "hg2-lite.pt"]
+    # a failure while measuring leaves the shipped model as it was
+    before = {p.name: p.read_bytes() for p in shipped.iterdir()}
+    with pytest.raises(DatasetError):
+        ship(out, "hg2-lite", ["streampose train ..."], val_spec=f"lsp:{tmp_path}/nowhere@1-8", dest=shipped)
+    assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
 
 
 @pytest.mark.cuda

@@ -40,6 +40,9 @@ U8 = npt.NDArray[np.uint8]
 
 ROLES = ("train", "val")
 
+PACKED = " (packed)"
+"""Appended to the name of a set read from a pack (its source spec): `train.ship` measures on the source."""
+
 
 def crop_person(a: Annotation, side: int, context: float) -> tuple[U8, F32]:
     """The annotation's person crop with context, (side, side, 3) BGR, and its joints in crop pixels (NaN where
@@ -178,7 +181,7 @@ class Pack:
                 cs = center_scale_from_joints(j, w, h)
                 if cs is not None:
                     items.append(Annotation(image, j, cs[0], cs[1]))
-            out.append(Dataset(f"{name} (packed)", self.joint_set, items))
+            out.append(Dataset(f"{name}{PACKED}", self.joint_set, items))
         return out
 
 

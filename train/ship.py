@@ -4,7 +4,8 @@
 
 Writes streampose/models/NAME.pt (no optimizer state, fp16) and NAME.json: the config, joint set,
 data, steps, training time, validation metrics (with and without flip test, measured here on the
-shipped fp16 weights) and the commands that produced it.
+shipped fp16 weights, on the real images where the run validated on a pack) and the commands that produced it.
+Both files are replaced only once everything is measured: a failure leaves the shipped model as it was.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +26,10 @@ from streampose.backends import create
 from streampose.detector import PersonDetector
 from streampose.info import cpu
 from streampose.model import conv_macs, count_parameters
-from train.datasets import open_dataset
+from train.datasets import Dataset, open_dataset
 from train.detect_eval import composites, top1
 from train.evaluate import score
+from train.pack import PACKED
 
 
 def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None, dest: Path = models.HERE,
@@ -35,10 +39,28 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
     src = ck.load(run / "last.pt")
     if input_size:
         src = dataclasses.replace(src, config=dataclasses.replace(src.config, input_size=input_size))
-    weights = ck.save(ck.Checkpoint(src.config, src.joints, src.normalization, src.metadata, src.state_dict),
-                      dest / f"{name}.pt", half=True)
-    shipped = ck.load(weights)
-    vals = [open_dataset(v) for v in (val_spec or src.metadata["validation"]).split(" + ")]
+    if not (val_spec or src.metadata.get("validation")):
+        raise ValueError(f"{run} validated on nothing: name the validation set with --val FORMAT:PATH@RANGE")
+    val_spec = val_spec or " + ".join(v.removesuffix(PACKED) for v in src.metadata["validation"].split(" + "))
+    vals = [open_dataset(v) for v in val_spec.split(" + ")]
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest))
+    try:
+        weights = ck.save(ck.Checkpoint(src.config, src.joints, src.normalization, src.metadata, src.state_dict),
+                          staging / f"{name}.pt", half=True)
+        card = _card(src, ck.load(weights), weights, name, commands, vals, val_spec, machine)
+        (staging / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+        for suffix in (".pt", ".json"):
+            os.replace(staging / f"{name}{suffix}", dest / f"{name}{suffix}")
+    finally:
+        for leftover in staging.iterdir():
+            leftover.unlink()
+        staging.rmdir()
+    return card
+
+
+def _card(src: ck.Checkpoint, shipped: ck.Checkpoint, weights: Path, name: str, commands: list[str],
+          vals: list[Dataset], val_spec: str, machine: str | None) -> dict[str, Any]:
+    """The model card, with the validation figures measured on the shipped (fp16) weights."""
     metrics: dict[str, Any] = {}
     with create("torch", shipped) as backend:
         if src.config.head == "centernet":  # a detector: recall on whole images and on composites of small people
@@ -53,7 +75,7 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
                     metrics.update(reps)
                 else:
                     metrics[val.name] = reps
-    card = {
+    return {
         "name": name,
         "summary": models.PRESETS[name].summary if name in models.PRESETS else "",
         "config": src.config.to_dict(),
@@ -62,7 +84,7 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
         "parameters": count_parameters(shipped.build()),
         "gmac": round(conv_macs(src.config) / 1e9, 3),
         "weights": {"file": weights.name, "dtype": "float16", "bytes": weights.stat().st_size},
-        "data": {"train": src.metadata["data"], "validation": val_spec or src.metadata["validation"],
+        "data": {"train": src.metadata["data"], "validation": val_spec,
                  "licence": "LSP (Johnson & Everingham 2010) and LSP-extended (2011), Flickr images: research use "
                             "only"},
         "training": _training(src.metadata, machine or src.metadata.get("machine")
@@ -71,8 +93,6 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
         "validation": metrics,
         "commands": commands,
     }
-    (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    return card
 
 
 def compact(run: Path, dest: Path) -> Path:
