@@ -90,9 +90,14 @@ def test_ray_cluster_batches_clips_and_a_folder_each_frame_once(inputs: dict[str
     for name, source in inputs.items():
         assert_exactly_once(out, name, source)
         e = entries[name]
-        assert (e["status"], e["frames"], e["attempts"], e["error"]) == ("done", len(expected_times(source)), 1, None)
+        assert (e["status"], e["frames"], e["error"]) == ("done", len(expected_times(source)), None), e
         assert e["input"] == str(source) and e["seconds"] > 0
-    assert len({e["worker"] for e in entries.values()}) == 2  # both actors took inputs
+        # Ray may lose a worker on a loaded machine (CI once did, while its process started): the input is then
+        # run again, once per loss, and the manifest says why; the outputs above are still each frame once.
+        assert e["attempts"] == 1 + len(e["retried"]), e
+        assert all(r["error"].startswith("Ray worker died") for r in e["retried"]), e
+    assert sum(e["attempts"] > 1 for e in entries.values()) < len(entries) / 2  # losses are the exception
+    assert len({e["worker"] for e in entries.values()}) >= 2  # both actors took inputs (a restarted one: a new pid)
     assert leftovers(out) == []
 
 
