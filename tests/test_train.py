@@ -65,6 +65,34 @@ def test_resume_is_exact(lspet: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_averaged_weights_are_the_mean_of_the_epochs_and_resume_exactly(lspet: Path, tmp_path: Path) -> None:
+    """--average-from 1 over 3 epochs of 3 steps: the saved weights are the mean of the trained weights at the
+    ends of epochs 1 and 2 (batch-norm statistics too); the trained ones travel beside them; a run stopped
+    mid-epoch and resumed ends with the same average."""
+    ends = []
+    for steps in (6, 9):
+        t = tiny(lspet, tmp_path / f"plain{steps}", epochs=3, max_steps=steps)
+        t.run()
+        ends.append({k: v.clone() for k, v in t.net.state_dict().items()})
+    averaged = tiny(lspet, tmp_path / "avg", epochs=3, average_from=1)
+    saved = ck.load(averaged.run())
+    assert saved.extra["averaged"] == 2
+    for k, v in saved.state_dict.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v.float(), (ends[0][k].float() + ends[1][k].float()) / 2, msg=k)
+        torch.testing.assert_close(saved.extra["live"][k], ends[1][k], msg=k)
+    split = tiny(lspet, tmp_path / "split", epochs=3, average_from=1, max_steps=7)
+    assert ck.load(split.run()).extra["averaged"] == 1  # epoch 1 whole; epoch 2's first step is not averaged
+    cfg = TrainConfig(out=str(tmp_path / "split" / "run"), cache_dir=str(tmp_path / "split" / "cache"), batch=8,
+                      checkpoint_every=2, epochs=3, average_from=1)
+    resumed = Trainer(cfg, split.train_set, split.val_sets, resume=True)
+    again = ck.load(resumed.run())
+    assert again.extra["averaged"] == 2
+    for k, v in saved.state_dict.items():
+        torch.testing.assert_close(again.state_dict[k], v, msg=k)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_worker_processes_make_the_same_samples(lspet: Path, tmp_path: Path) -> None:
     """Detector frames are keyed by (epoch, index): made in worker processes (as beside a GPU) or in the
     training process, the run is the same, across an epoch boundary too."""

@@ -62,6 +62,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="fit the schedule (epochs, drops) into this many seconds of training, timed over the first "
                         "steps (default: run the epochs given)")
     t.add_argument("--val-every", type=int, default=1, metavar="N", help="validate every N epochs and after the last")
+    t.add_argument("--average-from", type=int, default=-1, metavar="EPOCH",
+                   help="from this epoch (0-based), average the weights at each epoch's end (SWA): validation and "
+                        "the saved weights are the average, best with a constant --lr (default: -1, never)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set, crop given and full image; "
@@ -124,7 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, seed=args.seed, bf16=not args.no_bf16, flip_val=args.flip_val,
         cache_dir=args.cache_dir, input_size=args.input_size, init=args.init,
         device=args.device, workers=args.workers, augment=args.augment, swap_after=args.swap_after,
-        swap_margin=args.swap_margin, time_budget=args.time_budget, val_every=args.val_every)
+        swap_margin=args.swap_margin, time_budget=args.time_budget, val_every=args.val_every,
+        average_from=args.average_from)
     trainer = Trainer(cfg, train_set, val_sets, resume=args.resume)
     path = trainer.run()
     print(f"trained {trainer.step} steps: {path}")

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 import streampose
@@ -33,6 +34,7 @@ from streampose.detector import PersonDetector
 from streampose.info import cpu
 from streampose.model import StackedHourglass
 from streampose.preprocess import Normalization
+from train.curve import plot_curve
 from train.data import Augment, CropCache, PoseBatches
 from train.datasets import Dataset
 from train.detect_data import DetectAugment, DetectSamples, FrameImages, centernet_loss
@@ -88,6 +90,9 @@ class TrainConfig:
     (0: run the epochs given)."""
     val_every: int = 1
     """Validate every this many epochs (and after the last)."""
+    average_from: int = -1
+    """From this epoch, the weights at each epoch's end are averaged (SWA, Izmailov et al. 2018; batch-norm
+    statistics averaged with them); validation and the checkpoint's weights are the average (-1: never)."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -98,6 +103,8 @@ class TrainConfig:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         if self.val_every < 1:
             raise ValueError(f"val_every must be >= 1, got {self.val_every}")
+        if self.average_from < -1:
+            raise ValueError(f"average_from must be an epoch >= 0, or -1 for none; got {self.average_from}")
 
 
 def pick_device(name: str) -> torch.device:
@@ -180,6 +187,7 @@ class Trainer:
         self.step = 0
         self.log: list[dict[str, Any]] = []
         self.seconds = 0.0
+        self.average: AveragedModel | None = None
         if resume:
             self._resume()
         elif self.last_path.exists():
@@ -235,7 +243,11 @@ class Trainer:
         c = ck.load(self.last_path)
         if c.config != self.net.cfg:
             raise ValueError(f"{self.last_path} holds a {c.config} model, not {self.cfg.model}")
-        self.net.load_state_dict(c.state_dict)
+        self.net.load_state_dict(c.extra.get("live", c.state_dict))
+        if c.extra.get("averaged"):
+            self.average = AveragedModel(self.net, use_buffers=True)
+            self.average.module.load_state_dict(c.state_dict)
+            self.average.n_averaged.fill_(int(c.extra["averaged"]))
         self.opt.load_state_dict(c.extra["optimizer"])
         self.step = int(c.extra["step"])
         self.log = list(c.extra["log"])
@@ -246,9 +258,13 @@ class Trainer:
         print(f"resuming {self.last_path} at step {self.step}", file=sys.stderr)
 
     def checkpoint(self, path: Path) -> Path:
-        """The model, its metadata and the training state (optimizer, step, log) in one file."""
-        state = {k: v.contiguous() for k, v in self.net.state_dict().items()}
+        """The model (the average, once averaging began), its metadata and the training state (optimizer, step,
+        log; the trained weights beside an average) in one file."""
+        state = {k: v.contiguous() for k, v in self.weights().state_dict().items()}
         extra = {"optimizer": self.opt.state_dict(), "step": self.step, "log": self.log, "seconds": self.seconds}
+        if self.average is not None:
+            extra["live"] = {k: v.contiguous() for k, v in self.net.state_dict().items()}
+            extra["averaged"] = int(self.average.n_averaged)
         meta = {
             "name": self.cfg.model,
             "trained": True,
@@ -267,6 +283,10 @@ class Trainer:
         c = ck.Checkpoint(self.net.cfg, self.joints, self.norm, meta, state, extra)
         return ck.save(c, path)
 
+    def weights(self) -> torch.nn.Module:
+        """What is validated and saved: the average of the epochs' weights once averaging began, else the net."""
+        return self.net if self.average is None else self.average.module
+
     def last_metrics(self) -> dict[str, Any]:
         vals = [e for e in self.log if e.get("kind") == "val"]
         return vals[-1]["report"] if vals else {}
@@ -274,7 +294,7 @@ class Trainer:
     def validate(self) -> dict[str, dict[str, Any]]:
         """Each validation set's report (as a dict), by the set's name."""
         self.net.eval()
-        c = ck.Checkpoint(self.net.cfg, self.joints, self.norm, state_dict=self.net.state_dict())
+        c = ck.Checkpoint(self.net.cfg, self.joints, self.norm, state_dict=self.weights().state_dict())
         backend = TorchBackend(c, device=str(self.device))
         out = {}
         for v in self.val_sets:
@@ -431,6 +451,12 @@ class Trainer:
 
     def _end_of_epoch(self, epoch: int, validate: bool = True) -> None:
         self._log_swaps(epoch)
+        averaged = 0 if self.average is None else int(self.average.n_averaged)
+        whole = self.step % self.steps_per_epoch == 0  # not a run's stop mid-epoch (max_steps)
+        if whole and 0 <= self.cfg.average_from and self.cfg.average_from + averaged <= epoch:  # each epoch once
+            if self.average is None:
+                self.average = AveragedModel(self.net, use_buffers=True)
+            self.average.update_parameters(self.net)
         reports = self.validate() if validate else {}
         if reports:
             first = next(iter(reports.values()))  # the curve follows the first set; the log keeps them all
@@ -467,35 +493,3 @@ class EpochBatches:
             if epoch != order_epoch:
                 order, order_epoch = np.random.default_rng((self.cfg.seed, epoch)).permutation(self.n), epoch
             yield [(epoch, int(i)) for i in order[pos * b : (pos + 1) * b]]
-
-
-def plot_curve(log: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Training loss and validation PCK against steps, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tr = [e for e in log if e["kind"] == "train"]
-    va = [e for e in log if e["kind"] == "val"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    if tr:
-        ax.plot([e["step"] for e in tr], [e["loss"] for e in tr], color="tab:blue", lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (all stacks)", color="tab:blue")
-    ax.set_yscale("log")
-    if va:
-        ax2 = ax.twinx()
-        detector = "recall" in va[0]
-        a, b = ("recall", "mean_iou") if detector else ("limbs", "all")
-        ax2.plot([e["step"] for e in va], [100 * e[a] for e in va], "o-", color="tab:red", label=a)
-        ax2.plot([e["step"] for e in va], [100 * e[b] for e in va], "s--", color="tab:orange",
-                 label="mean IoU x 100" if detector else b)
-        ax2.set_ylabel("validation top-1 recall@0.5 (%)" if detector else "validation PCK@0.2 (%)", color="tab:red")
-        ax2.legend(loc="lower right")
-    ax.set_title(f"{title} training")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
