@@ -41,8 +41,12 @@ def test_letterbox_fits_the_whole_frame_centred() -> None:
 def test_targets_decode_back_to_the_boxes() -> None:
     """Boxes -> CenterNet target maps -> (as if a network had output them) -> decode: the same boxes."""
     boxes = np.array([[20.3, 40.7, 60.0, 150.0], [150.0, 10.0, 12.0, 30.0]])
-    target, mask = centernet_targets(boxes, 256, 4)
-    assert mask.sum() == 2 and target[0].max() == pytest.approx(1.0)
+    target, weight = centernet_targets(boxes, 256, 4)
+    assert weight[0].sum() == 2 and target[0].max() == pytest.approx(1.0)
+    # the size is trained over each person's core, weighted to 1 per person: many pixels for the larger
+    assert weight[1].sum() == pytest.approx(2.0) and (weight[1] > 0).sum() > 20
+    assert (weight[0] > 0).sum() == 2 and np.all(weight[1][weight[0] > 0] > 0)
+    assert set(np.round(np.exp(target[1][weight[1] > 0]) * 4, 3)) == {60.0, 12.0}
     maps = target.copy()
     maps[0] = np.vectorize(logit)(np.clip(target[0], 1e-4, 1 - 1e-4))
     found = decode(maps, stride=4, threshold=0.5)
@@ -139,3 +143,16 @@ def test_the_detector_head_learns_a_box() -> None:
 def test_default_augmentation_covers_small_and_framed_people() -> None:
     aug = DetectAugment()
     assert aug.min_height <= 0.05 and aug.max_height == 1.0 and 0 < aug.mosaic_prob < 1
+
+
+def test_where_people_overlap_the_smaller_ones_size_is_trained() -> None:
+    """A child in front of an adult: the pixels around the child's centre learn the child's box, not the adult's."""
+    adult, child = [100.0, 40.0, 80.0, 200.0], [126.0, 120.0, 28.0, 60.0]
+    for boxes in ([adult, child], [child, adult]):  # whatever the order
+        target, weight = centernet_targets(np.array(boxes), 256, 4)
+        cx, cy = round((126 + 13.5) / 4 - 0.375), round((120 + 29.5) / 4 - 0.375)
+        centre = np.argwhere(weight[0] > 0)
+        assert len(centre) == 2
+        assert np.exp(target[2, cy, cx]) * 4 == pytest.approx(60.0, abs=1e-3)
+        assert 1.5 < weight[1].sum() < 2.0  # the child's core in full, the adult's around it
+        assert np.exp(target[2][weight[1] > 0]).max() * 4 == pytest.approx(200.0, abs=1e-3)

@@ -11,9 +11,9 @@ that an image's edge is no cue for a person. Then a
 horizontal flip, per-channel colour gain, brightness, greyscale (p 0.1) and Gaussian blur (p 0.2).
 
 Targets (Zhou et al. 2019, with TTFNet's elliptical Gaussians): per person a Gaussian on the centre heatmap at
-the centre's heatmap pixel, sigma 0.54 / 6 of the box's width and height; at that pixel the box's log width
-and height in heatmap pixels and the centre's sub-pixel offset. Randomness comes from (seed, epoch, index), so
-resumed runs draw the same samples, as pose training does.
+the centre's heatmap pixel, sigma 0.54 / 6 of the box's width and height; the box's log width and height in
+heatmap pixels over the Gaussian's core, and at the centre pixel its sub-pixel offset. Randomness comes from
+(seed, epoch, index), so resumed runs draw the same samples, as pose training does.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ U8 = npt.NDArray[np.uint8]
 
 GAUSSIAN_ALPHA = 0.54
 """TTFNet's share of the box that the centre Gaussian spans (sigma = alpha * side / 6)."""
+SIZE_REGION = 0.3
+"""The box size is trained where a person's centre Gaussian is at least this (its core, 0.28 of the box across)."""
 
 
 @dataclass(frozen=True)
@@ -177,26 +179,32 @@ def photometric(rng: np.random.Generator, image: U8, aug: DetectAugment) -> U8:
 
 def centernet_targets(boxes: F64, size: int, stride: int) -> tuple[F32, F32]:
     """(M, 4) boxes in input pixels -> target (5, H, W): centre heatmap, log w, log h (heatmap pixels),
-    offset x, y; and the (H, W) mask of the pixels where the box channels are trained."""
+    offset x, y; and weights (2, H, W): the offset's (1 at each centre) and the size's (dense, as in TTFNet:
+    every pixel of a person's Gaussian down to `SIZE_REGION`, weighted by it and summing to 1 per person; where
+    people overlap the smaller one's). Dense sizes give the size head many samples per person, not one."""
     hs = size // stride
     target = np.zeros((5, hs, hs), np.float32)
-    mask = np.zeros((hs, hs), np.float32)
+    weight = np.zeros((2, hs, hs), np.float32)
     to_heat = g.invert(g.heatmap_to_input(stride))
     ax = np.arange(hs, dtype=np.float32)
-    for x, y, w, h in boxes:
+    for x, y, w, h in boxes[np.argsort(-boxes[:, 2] * boxes[:, 3])]:  # the larger first: the smaller overwrite
         c = g.transform_points(to_heat, [[x + (w - 1) / 2, y + (h - 1) / 2]])[0]
         p = np.clip(np.round(c), 0, hs - 1).astype(int)
         sx = max(GAUSSIAN_ALPHA * w / stride / 6, 0.4)
         sy = max(GAUSSIAN_ALPHA * h / stride / 6, 0.4)
         gauss = np.exp(-((ax[None, :] - p[0]) ** 2) / (2 * sx**2) - ((ax[:, None] - p[1]) ** 2) / (2 * sy**2))
         np.maximum(target[0], gauss, out=target[0])
-        target[1:, p[1], p[0]] = (np.log(w / stride), np.log(h / stride), c[0] - p[0], c[1] - p[1])
-        mask[p[1], p[0]] = 1.0
-    return target, mask
+        region = gauss >= SIZE_REGION
+        target[1][region], target[2][region] = np.log(w / stride), np.log(h / stride)
+        weight[1][region] = gauss[region] / gauss[region].sum()
+        target[3:, p[1], p[0]] = (c[0] - p[0], c[1] - p[1])
+        weight[0, p[1], p[0]] = 1.0
+    return target, weight
 
 
 class DetectSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """(input (3, S, S), target (5, S/4, S/4), box mask (S/4, S/4)) keyed by (epoch, index), like `PoseSamples`."""
+    """(input (3, S, S), target (5, S/4, S/4), box weights (2, S/4, S/4)) keyed by (epoch, index), like
+    `PoseSamples`."""
 
     def __init__(self, images: FrameImages, size: int, norm: Normalization, aug: DetectAugment, seed: int = 0,
                  stride: int = 4) -> None:
@@ -217,23 +225,24 @@ class DetectSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, t
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         canvas, boxes = self.sample(*key)
-        target, mask = centernet_targets(boxes, self.size, self.stride)
+        target, weight = centernet_targets(boxes, self.size, self.stride)
         x = self.norm.apply(canvas[None])[0]
-        return torch.from_numpy(x), torch.from_numpy(target), torch.from_numpy(mask)
+        return torch.from_numpy(x), torch.from_numpy(target), torch.from_numpy(weight)
 
 
-def centernet_loss(outputs: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def centernet_loss(outputs: list[torch.Tensor], target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """CenterNet's loss summed over stacks: penalty-reduced focal loss on the centre heatmap (alpha 2, beta 4),
-    L1 on log size and offset at the centres, each normalised by the number of people."""
-    gt, reg = target[:, :1], target[:, 1:]
+    L1 on log size (over each person's core, `centernet_targets`) and on the offset at the centres, each
+    normalised by the number of people."""
+    gt, size, offset = target[:, :1], target[:, 1:3], target[:, 3:]
     pos = (gt >= 1.0 - 1e-6).float()
     n = pos.sum().clamp(min=1.0)
-    m = mask[:, None]
+    at_centre, over_core = weight[:, :1], weight[:, 1:]
     total = torch.zeros((), device=target.device)
     for o in outputs:
         o = o.float()
         p = torch.sigmoid(o[:, :1]).clamp(1e-4, 1 - 1e-4)
         focal = -(pos * torch.log(p) * (1 - p) ** 2 + (1 - pos) * torch.log(1 - p) * p**2 * (1 - gt) ** 4).sum() / n
-        l1 = ((o[:, 1:] - reg).abs() * m).sum() / n
+        l1 = (((o[:, 1:3] - size).abs() * over_core).sum() + ((o[:, 3:] - offset).abs() * at_centre).sum()) / n
         total = total + focal + l1
     return total

@@ -36,7 +36,7 @@ PRESETS: dict[str, Preset] = {
     # finds people in whole frames: CenterNet heads on a 2-stack hourglass, the frame letterboxed to 256 px,
     # with a narrow stem (the stem at full resolution would be most of the work)
     "person-det": Preset(HourglassConfig(stacks=2, features=64, joints=1, input_size=256, stem=32, head="centernet"),
-                         PERSON, "person detector: 2-stack hourglass, CenterNet heads, the whole frame at 256 px"),
+                         PERSON, "person detector: 2-stack hourglass, CenterNet heads, the whole frame letterboxed"),
 }
 DEFAULT = "hg2-lite"
 DETECTOR = "person-det"
