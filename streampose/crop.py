@@ -52,6 +52,9 @@ MIN_SIZE = 0.2
 a sixth of the frame height): a few joints predicted close together must not zoom in on themselves."""
 REDETECT = 30
 """Frames between detections while every person is tracked (0.6-1.2 s of video)."""
+REMEMBER = 50
+"""Frames for which a person who was lost keeps their id: detected again where they were last seen (their box
+overlapping by `detect.MATCH_IOU`), they are the same person (1-2 s of video)."""
 SAME_PERSON = 0.6
 """Two tracks whose person boxes overlap this much (IoU) have converged on one person: the newer is dropped."""
 WIDER = 1.2
@@ -199,13 +202,16 @@ class TrackCrop(CropPolicy):
     that is not confident), and every `redetect` frames while all are tracked, to catch a better candidate.
     Detections are matched to the tracks by box overlap (`detect.match`): a matched person keeps their id and
     is re-cropped on the detection; unmatched detections take the free places, best first, then tracks the
-    detector did not confirm keep what is left if their pose is confident (lost ones end). Without a detector
+    detector did not confirm keep what is left if their pose is confident (lost ones end). A person who ended
+    is remembered for `remember` frames: a new detection where they were last seen takes their id back, so a
+    pose lost for a moment (a player turning, someone passing in front) does not give them a new one. Without a detector
     (`track`), one person is followed, and while there is none `fallback` (default `CenterCrop`) gives the crop.
     """
 
     def __init__(self, detector: Detector | None = None, people: int = 1, redetect: int = REDETECT,
                  fallback: CropPolicy | None = None, min_conf: float = MIN_CONF, min_joints: int = MIN_JOINTS,
-                 margin: float = 1.25, smoothing: float = 0.5, min_size: float = MIN_SIZE) -> None:
+                 margin: float = 1.25, smoothing: float = 0.5, min_size: float = MIN_SIZE,
+                 remember: int = REMEMBER) -> None:
         if not 0 <= smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         if people < 1 or redetect < 1:
@@ -216,10 +222,11 @@ class TrackCrop(CropPolicy):
         self.detector, self.people, self.redetect = detector, people, redetect
         self.fallback = fallback or CenterCrop()
         self.min_conf, self.min_joints, self.margin = min_conf, min_joints, margin
-        self.smoothing, self.min_size = smoothing, min_size
+        self.smoothing, self.min_size, self.remember = smoothing, min_size, remember
         self._tracks: list[_Track] = []
+        self._gone: list[tuple[_Track, int]] = []  # people who ended, and the frame they ended on
         self._ids = itertools.count()
-        self._since = 0
+        self._since = self._frame = 0
         self.detections = 0
         """Detector runs so far (for tests and benchmarks: tracking should make them rare)."""
 
@@ -228,6 +235,7 @@ class TrackCrop(CropPolicy):
             if not self._tracks or any(t.lost for t in self._tracks) or self._since >= self.redetect:
                 self._detect(frame)
             self._since += 1
+            self._frame += 1
         elif not self._tracks:
             return self.fallback.crops(frame)
         h, w = frame.shape[:2]
@@ -245,10 +253,19 @@ class TrackCrop(CropPolicy):
                 for i, t in enumerate(self._tracks) if i in pairs]
         claimed = set(pairs.values())
         free = [b for j, b in enumerate(boxes) if j not in claimed][: max(0, self.people - len(kept))]
-        found = [_Track(p, _detection_crop(b, p), b) for b, p in zip(free, self._ids, strict=False)]
+        self._gone = [(t, f) for t, f in self._gone if self._frame - f <= self.remember]
+        back = dict(match(np.array([t.box for t, _ in self._gone]).reshape(-1, 4), np.array(free).reshape(-1, 4)))
+        back_ids = {j: self._gone[i][0].id for i, j in back.items()}
+        found = []
+        for j, b in enumerate(free):
+            p = back_ids[j] if j in back_ids else next(self._ids)
+            found.append(_Track(p, _detection_crop(b, p), b))
+        self._gone = [g for i, g in enumerate(self._gone) if i not in back]
         # tracked but not detected: a confident track keeps a place that no detected person needs
         spare = [t for i, t in enumerate(self._tracks) if i not in pairs and not t.lost]
-        self._tracks = (kept + found + spare)[: self.people]
+        ended, self._tracks = self._tracks, (kept + found + spare)[: self.people]
+        alive = {t.id for t in self._tracks}
+        self._gone += [(t, self._frame) for t in ended if t.id not in alive]
 
     def update(self, poses: Sequence[tuple[Keypoints, Crop]]) -> None:
         by_id = {t.id: t for t in self._tracks}
@@ -282,7 +299,7 @@ class TrackCrop(CropPolicy):
         self._tracks = kept
 
     def reset(self) -> None:
-        self._tracks, self._ids, self._since = [], itertools.count(), 0
+        self._tracks, self._gone, self._ids, self._since, self._frame = [], [], itertools.count(), 0, 0
 
 
 _NUMBER = r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*"

@@ -244,6 +244,20 @@ def test_track_gives_a_new_id_to_a_new_person_and_drops_the_lost() -> None:
     assert other.id == 1 and other.center[0] > 400
 
 
+def test_a_person_lost_for_a_moment_gets_their_id_back_where_they_were() -> None:
+    """Lost (an unsure pose), not found for a few frames, then detected where last seen: the same id; found
+    there again only after `remember` frames, or elsewhere: a new one."""
+    here, there = person(100, 50), person(400, 50)
+    for remember, gap, where, expected in ((50, 5, here, 0), (50, 5, there, 1), (3, 5, here, 1)):
+        det = Scripted([here], *[[]] * gap, [where])
+        track, frame = TrackCrop(det, remember=remember), blank()
+        crop = one(track, frame)
+        hear(track, pose_in(here, conf=0.05), crop)  # lost: the next frames detect, and find no one
+        for _ in range(gap):
+            assert track.crops(frame) == []
+        assert one(track, frame).id == expected, (remember, gap, where)
+
+
 def test_track_several_people_with_their_own_ids() -> None:
     a, b, c = person(50, 50), person(300, 60), person(500, 40, score=0.5)
     det = Scripted([a, b, c], [b, a, c])
