@@ -73,14 +73,24 @@ class Checkpoint:
         return net.eval()
 
 
+FP16_MAX = 65504.0
+
+
+def finite_half(t: Tensor) -> Tensor:
+    """`t` in fp16 with every value in fp16's finite range (inf, from an earlier fp16 copy, too)."""
+    return t.float().nan_to_num(posinf=FP16_MAX, neginf=-FP16_MAX).clamp(-FP16_MAX, FP16_MAX).half()
+
+
 def save(ckpt: Checkpoint, path: str | os.PathLike[str], half: bool = False) -> Path:
-    """Write atomically (a crash never leaves a truncated file under the final name)."""
+    """Write atomically (a crash never leaves a truncated file under the final name). `half` stores fp16, each
+    value clamped to fp16's range: a batch-norm running variance beyond 65504 would otherwise become inf, which
+    inference tolerates (the channel goes to its bias) but any arithmetic on the weights (averaging) does not."""
     import torch
 
     path = Path(path)
     sd = {k: v.detach().cpu() for k, v in ckpt.state_dict.items()}
     if half:
-        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+        sd = {k: finite_half(v) if v.is_floating_point() else v for k, v in sd.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

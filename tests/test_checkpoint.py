@@ -47,6 +47,19 @@ def test_round_trip(tmp_path: Path, half: bool) -> None:
         torch.testing.assert_close(have, want)
 
 
+def test_fp16_keeps_a_huge_running_variance_finite(tmp_path: Path) -> None:
+    """A batch-norm running variance beyond fp16's range (it happened: 2 shipped models had one) is stored as
+    fp16's largest value, not inf; an inf already in a state (an older fp16 file) is too."""
+    _, c = make(tmp_path)
+    key = next(k for k in c.state_dict if k.endswith("running_var"))
+    var = c.state_dict[key].clone()
+    var[0], var[1] = 1e5, float("inf")
+    c = ck.Checkpoint(c.config, c.joints, c.normalization, c.metadata, {**c.state_dict, key: var})
+    got = ck.load(ck.save(c, tmp_path / "h.pt", half=True)).state_dict[key]
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    assert got[0].item() == got[1].item() == ck.FP16_MAX and got[2].item() == pytest.approx(var[2].item(), rel=1e-3)
+
+
 def test_no_temp_file_left(tmp_path: Path) -> None:
     make(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]

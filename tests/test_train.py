@@ -121,6 +121,20 @@ def test_init_carries_weights_to_another_input_size(lspet: Path, tmp_path: Path)
         tiny(lspet, tmp_path / "other", init=str(wide.checkpoint(tmp_path / "wide.pt")))
 
 
+def test_init_from_weights_with_an_inf_running_variance_trains_finite(lspet: Path, tmp_path: Path) -> None:
+    """Older shipped fp16 files hold inf where a running variance outgrew fp16: training from them starts from
+    fp16's largest value instead, so that averaged weights (--average-from) do not become nan."""
+    small = tiny(lspet, tmp_path / "small", max_steps=1, input_size=64)
+    c = ck.load(small.run())
+    key = next(k for k in c.state_dict if k.endswith("running_var"))
+    c.state_dict[key][0] = float("inf")
+    path = ck.save(c, tmp_path / "inf.pt")
+    t = tiny(lspet, tmp_path / "from", max_steps=3, input_size=64, init=str(path), average_from=0, epochs=1)
+    assert t.net.state_dict()[key][0].item() == ck.FP16_MAX
+    saved = ck.load(t.run())
+    assert all(torch.isfinite(v).all() for v in saved.state_dict.values() if v.is_floating_point())
+
+
 def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> None:
     t = tiny(lspet, tmp_path, epochs=1)
     assert isinstance(t.samples, PoseBatches)
