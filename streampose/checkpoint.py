@@ -76,9 +76,14 @@ class Checkpoint:
 FP16_MAX = 65504.0
 
 
+def finite(t: Tensor) -> Tensor:
+    """`t` in fp32 with the infinities of an older fp16 copy (a value beyond fp16's range) at fp16's largest."""
+    return t.float().nan_to_num(posinf=FP16_MAX, neginf=-FP16_MAX)
+
+
 def finite_half(t: Tensor) -> Tensor:
-    """`t` in fp16 with every value in fp16's finite range (inf, from an earlier fp16 copy, too)."""
-    return t.float().nan_to_num(posinf=FP16_MAX, neginf=-FP16_MAX).clamp(-FP16_MAX, FP16_MAX).half()
+    """`t` in fp16 with every value in fp16's finite range."""
+    return finite(t).clamp(-FP16_MAX, FP16_MAX).half()
 
 
 def save(ckpt: Checkpoint, path: str | os.PathLike[str], half: bool = False) -> Path:

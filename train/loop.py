@@ -228,8 +228,7 @@ class Trainer:
         c = ck.load(path)
         same = replace(c.config, input_size=self.net.cfg.input_size)
         # fp16 files shipped before `ck.finite_half` hold an inf running variance where fp32 had > 65504
-        state = {k: v.float().nan_to_num(posinf=ck.FP16_MAX) if v.is_floating_point() else v
-                 for k, v in c.state_dict.items()}
+        state = {k: ck.finite(v) if v.is_floating_point() else v for k, v in c.state_dict.items()}
         if replace(same, features=self.net.cfg.features) != self.net.cfg or self.net.cfg.features % same.features:
             raise ValueError(f"--init {path} holds a {c.config} model; {self.cfg.model} needs {self.net.cfg} "
                              "(only the input size may differ, or the features by a whole factor)")
