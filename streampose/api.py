@@ -206,18 +206,21 @@ class PoseEstimator:
                                                                                         strict=True)]
         return poses
 
-    def find(self, frame: Image, people: int = 1, refine: bool = True) -> list[Pose]:
-        """The poses of the `people` most confident people the person detector finds in the frame (as
+    def find(self, frame: Image, people: int = 1, refine: bool = True, candidates: int | None = None) -> list[Pose]:
+        """The poses of the `people` most plausible people the person detector finds in the frame (ranked with
+        their poses: `candidates` more are posed, default `crop.CANDIDATES`; as
         `streampose run` finds them on an image, with a second look at each where `refine`; none when no one is
         there), best first. The detector (`person-det` unless one was given) is opened on first use."""
-        from streampose.crop import DetectCrop
+        from streampose.crop import CANDIDATES, DetectCrop
         from streampose.detector import open_detector
 
         if self._detector is None:
             self._detector = self._own_detector = open_detector(backend=self._detector_backend, device=self._device)
-        policy = DetectCrop(self._detector, people, refine)
-        crops = policy.crops(frame)
-        poses = self.infer([self.prepare(frame, c.center, c.scale) for c in crops]) if crops else []
+        policy = DetectCrop(self._detector, people, refine, CANDIDATES if candidates is None else candidates)
+        first = policy.crops(frame)
+        firsts = self.infer([self.prepare(frame, c.center, c.scale) for c in first]) if first else []
+        kept = policy.choose([(p.keypoints, c) for p, c in zip(firsts, first, strict=True)])
+        poses, crops = [firsts[j] for j, _ in kept], [c for _, c in kept]
         again = policy.second_look([(p.keypoints, c) for p, c in zip(poses, crops, strict=True)])
         looks = [(i, a) for i, a in enumerate(again) if a is not None]
         for (i, a), pose in zip(looks, self.infer([self.prepare(frame, a.center, a.scale) for _, a in looks]),

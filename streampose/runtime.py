@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from streampose import models
 from streampose.api import PoseEstimator, Prepared
 from streampose.checkpoint import Checkpoint
-from streampose.crop import REDETECT, Crop, parse_crop
+from streampose.crop import CANDIDATES, REDETECT, Crop, parse_crop
 from streampose.detector import PersonDetector, open_detector
 from streampose.intake import POLL_S, Inbox, Stream, Unopenable, read, take_newest
 from streampose.pose import Pose
@@ -94,7 +94,8 @@ class PoseStream:
     them across frames). `detector`: the detector model (name, checkpoint or engine) or an open
     `PersonDetector` (the caller closes it), used where the crop needs one. `refine`: where the detector finds
     people on every frame (images; `detect`), a second look at each, framed by the pose of the first (twice the
-    pose network's work; more accurate, see `crop.WIDER`).
+    pose network's work; more accurate, see `crop.WIDER`), and `candidates`: that many detections beyond
+    `people` posed too, the most plausible people kept (see `crop.CANDIDATES`).
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
     `reconnect`: how cameras and network streams are reopened when they fail (None: they end there).
     A single source that cannot be opened raises `SourceError`; among several, it ends its own stream with
@@ -112,6 +113,7 @@ class PoseStream:
         detector: str | os.PathLike[str] | PersonDetector = models.DETECTOR,
         redetect: int = REDETECT,
         refine: bool = True,
+        candidates: int = CANDIDATES,
         max_batch: int = 4,
         max_wait_ms: float = 0.0,
         flip: bool = False,
@@ -133,8 +135,8 @@ class PoseStream:
             raise ValueError("no sources given")
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"need max_batch >= 1 and max_wait_ms >= 0, got {max_batch} and {max_wait_ms}")
-        if people < 1:
-            raise ValueError(f"people must be >= 1, got {people}")
+        if people < 1 or candidates < 0:
+            raise ValueError(f"people must be >= 1 and candidates >= 0, got {people} and {candidates}")
         ids = list(names) if names is not None else [f"s{i}" for i in range(len(specs))]
         if len(ids) != len(specs) or len(set(ids)) != len(ids):
             raise ValueError(f"need {len(specs)} distinct stream names, got {ids}")
@@ -163,13 +165,14 @@ class PoseStream:
             self.estimator = estimator or PoseEstimator(model, backend=backend, device=device, flip=flip, jobs=jobs)
             if people > self.estimator.max_batch:
                 raise ValueError(f"--people {people} is more than the model's batch of {self.estimator.max_batch}")
+            candidates = min(candidates, self.estimator.max_batch - people)  # a frame's crops fit one batch
             if crop_spec.needs_detector:
                 self.detector = (detector if isinstance(detector, PersonDetector)
                                  else open_detector(detector, backend=backend, device=device))
             for sid, src in zip(ids, opened, strict=True):
                 stats = StreamStats(sid, live=src.info.live, problems=src.problems)
                 capacity = 1 if src.info.live else 2 * max_batch + 2
-                policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect, refine)
+                policy = crop_spec.policy(src.info.scenes, self.detector, people, redetect, refine, candidates)
                 self._streams.append(Stream(sid, src, policy, smooth,
                                              Inbox(self._cond, capacity, src.info.live, stats), stats))
         except BaseException:
@@ -180,8 +183,8 @@ class PoseStream:
             if self._owns_detector and self.detector is not None:
                 self.detector.close()
             raise
-        # a frame's people go into one batch
-        self.max_batch = max(min(max_batch, self.estimator.max_batch), people)
+        # a frame's people (and candidates) go into one batch
+        self.max_batch = max(min(max_batch, self.estimator.max_batch), people + candidates)
         self.max_wait = max_wait_ms / 1e3
         self._prepared: queue.Queue[object] = queue.Queue(maxsize=self.max_batch)
         # submitted batches wait here for the collector; the backend's own limit on jobs in flight holds
@@ -443,8 +446,12 @@ class PoseStream:
         out = []
         poses = iter(submitted.job())
         joints = self.estimator.joints
-        firsts = [[dataclasses.replace(pose, id=crop.id) for crop, pose in zip(it.crops, poses, strict=False)]
-                  for it in submitted.items]
+        firsts = []
+        for it in submitted.items:
+            found = [pose for _, pose in zip(it.crops, poses, strict=False)]
+            with it.stream.lock:
+                kept = it.stream.policy.choose([(p.keypoints, c) for p, c in zip(found, it.crops, strict=True)])
+            firsts.append(([dataclasses.replace(found[j], id=c.id) for j, c in kept], [c for _, c in kept]))
         for it, (found, crops) in zip(submitted.items, self._second_looks(submitted.items, firsts), strict=True):
             s = it.stream
             with s.lock:
@@ -456,13 +463,14 @@ class PoseStream:
         return out
 
 
-    def _second_looks(self, items: list[_Item], firsts: list[list[Pose]]) -> list[tuple[list[Pose], list[Crop]]]:
+    def _second_looks(self, items: list[_Item], firsts: list[tuple[list[Pose], list[Crop]]]
+                      ) -> list[tuple[list[Pose], list[Crop]]]:
         """Each frame's poses and crops after the second looks its policy asks for (all in one run of the model)."""
         out, looks = [], []
-        for it, found in zip(items, firsts, strict=True):
+        for it, (found, kept) in zip(items, firsts, strict=True):
             with it.stream.lock:
-                again = it.stream.policy.second_look([(p.keypoints, c) for p, c in zip(found, it.crops, strict=True)])
-            crops = [a or c for a, c in zip(again, it.crops, strict=True)]
+                again = it.stream.policy.second_look([(p.keypoints, c) for p, c in zip(found, kept, strict=True)])
+            crops = [a or c for a, c in zip(again, kept, strict=True)]
             out.append((list(found), crops))
             looks += [(len(out) - 1, i, it.frame.pixels, a) for i, a in enumerate(again) if a is not None]
         if looks:

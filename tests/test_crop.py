@@ -283,17 +283,43 @@ def test_track_drops_a_track_that_converged_on_another() -> None:
     track.update([(pose_in(a), one(track, frame))])
 
 
+def chosen(policy: DetectCrop, frame: Image, conf: Sequence[float] | None = None) -> list[Crop]:
+    """A frame through the policy as the runtime takes it: the candidates' crops, a pose in each (of confidence
+    `conf[j]`, default 0.9), the crops kept."""
+    crops = policy.crops(frame)
+    confs = conf or [0.9] * len(crops)
+    kept = policy.choose([(np.full((14, 3), c, np.float32), crop) for c, crop in zip(confs, crops, strict=True)])
+    assert all(crops[j].detection == crop.detection for j, crop in kept)
+    return [crop for _, crop in kept]
+
+
 def test_detect_crop_ids_follow_overlap_and_restart_on_reset() -> None:
     a, b = person(50, 50), person(300, 60)
     det = Scripted([a, b], [b, a], [person(600, 60)])
     policy, frame = DetectCrop(det, people=2), blank()
-    first = policy.crops(frame)
-    second = policy.crops(frame)
+    first = chosen(policy, frame)
+    second = chosen(policy, frame)
     assert [c.id for c in first] == [0, 1] and [c.id for c in second] == [1, 0]
-    assert [c.id for c in policy.crops(frame)] == [2]  # no overlap with anyone before: new
+    assert [c.id for c in chosen(policy, frame)] == [2]  # no overlap with anyone before: new
     policy.reset()
-    assert [c.id for c in policy.crops(frame)] == [0]
+    assert [c.id for c in chosen(policy, frame)] == [0]
     assert DetectCrop(Scripted([]), people=1).crops(frame) == []  # no one: no crop
+
+
+def test_detect_crop_keeps_the_candidate_whose_pose_is_surer() -> None:
+    """One candidate more than the people asked for is posed; the kept one has the highest sqrt(detection score)
+    x pose score, and takes the first id."""
+    a, b, c = person(50, 50, score=0.9), person(300, 60, score=0.6), person(500, 60, score=0.5)
+    policy = DetectCrop(Scripted([a, b, c]))
+    assert [k.detection for k in policy.crops(blank())] == pytest.approx([0.9, 0.6])  # c is not a candidate
+    (kept,) = chosen(policy, blank(), [0.3, 0.9])  # b's pose is much surer: 0.77 * 0.9 against 0.95 * 0.3
+    assert kept.id == 0 and kept.detection == pytest.approx(0.6)
+    policy.reset()
+    (kept,) = chosen(policy, blank(), [0.8, 0.9])  # a little surer is not enough: 0.95 * 0.8 against 0.77 * 0.9
+    assert kept.id == 0 and kept.detection == pytest.approx(0.9)
+    assert len(DetectCrop(Scripted([a, b, c]), candidates=0).crops(blank())) == 1
+    two = DetectCrop(Scripted([a, b, c]), people=2)
+    assert [k.detection for k in chosen(two, blank(), [0.2, 0.5, 0.9])] == pytest.approx([0.5, 0.6])
 
 
 def test_detect_crop_looks_wider_first_then_frames_the_pose_it_found() -> None:
@@ -393,7 +419,7 @@ def test_the_detector_finds_a_person_anywhere_and_no_one_in_grey(studio: list[Im
     """The person on the right of a 3000 px wide frame (29 px tall in the detector's input), far outside the
     centre crop; a grey frame holds no one."""
     canvas = paste(studio[0], 2000)
-    crop = one(DetectCrop(detector), canvas)
+    crop = one(DetectCrop(detector, candidates=0), canvas)
     assert np.linalg.norm(crop.center - person_at(2000)) < 0.2 * HEIGHT
     assert 0.75 < crop.scale * PIXELS_PER_SCALE / HEIGHT < 1.6
     assert np.linalg.norm(one(CenterCrop(), canvas).center - person_at(2000)) > 800

@@ -5,7 +5,8 @@
 
 Links the images into a temporary folder and times, in one run: the runtime alone (`PoseStream` over the
 folder with the models already open, from the first image read to the last result: images/s), the same with
-one look per person (`--no-refine`), and the whole command (`streampose run FOLDER --publish none --keypoints
+one look per person (`--no-refine`), with no candidate beyond the people asked for (`--candidates 0`), and the
+whole command (`streampose run FOLDER --publish none --keypoints
 k.jsonl`, start-up and model loading included), each a median of `--rounds`.
 """
 
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from streampose import models
 from streampose.api import PoseEstimator
@@ -44,20 +46,23 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir()
         for n in range(8501, 8501 + args.images):
             (folder / f"im{n:05d}.jpg").symlink_to(src / f"im{n:05d}.jpg")
-        inner: dict[bool, list[float]] = {True: [], False: []}
+        variants: dict[str, dict[str, Any]] = {"runtime (models open)": {},
+                                               "  one look (--no-refine)": {"refine": False},
+                                               "  no candidate (--candidates 0)": {"candidates": 0}}
+        inner: dict[str, list[float]] = {v: [] for v in variants}
         whole = []
         with PoseEstimator(models.DEFAULT, backend=args.backend, jobs=0) as est, \
                 open_detector(backend=args.backend) as det:
             used = (f"{est.backend.info.name} {est.backend.info.precision}; detector {det.backend.info.name} "
                     f"{det.backend.info.precision}")
             for r in range(args.rounds + 1):  # the first pass warms both models up
-                for refine in (True, False):  # interleaved: both see the same machine
+                for what, options in variants.items():  # interleaved: all see the same machine
                     with PoseStream(str(folder), estimator=est, detector=det, people=args.people,
-                                    refine=refine) as stream:
+                                    **options) as stream:
                         t0 = time.perf_counter()
                         n = sum(1 for _ in stream)
                         if r:
-                            inner[refine].append(n / (time.perf_counter() - t0))
+                            inner[what].append(n / (time.perf_counter() - t0))
         exe = Path(sys.executable).parent / "streampose"
         for _ in range(args.rounds):
             t0 = time.perf_counter()
@@ -66,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                            capture_output=True)
             whole.append(args.images / (time.perf_counter() - t0))
     print(f"{args.images} full images, --people {args.people}, {used}")
-    for what, rates in (("runtime (models open)", inner[True]), ("  one look (--no-refine)", inner[False]),
-                        ("whole command", whole)):
-        print(f"  {what:<24} {statistics.median(rates):.1f} images/s  (rounds {', '.join(f'{v:.1f}' for v in rates)})")
+    for what, rates in [*inner.items(), ("whole command", whole)]:
+        print(f"  {what:<32} {statistics.median(rates):.1f} images/s  (rounds {', '.join(f'{v:.1f}' for v in rates)})")
     return 0
 
 
