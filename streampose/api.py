@@ -18,11 +18,11 @@ from streampose.checkpoint import Checkpoint, CheckpointError, check_joints, loa
 from streampose.decode import decode, pose_score, unflip_heatmaps
 from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box, crop_transform
 from streampose.joints import JointSet
-from streampose.pose import Pose
+from streampose.pose import Pose, most_confident
 from streampose.preprocess import Image, preprocess
 
 if TYPE_CHECKING:
-    from streampose.crop import Detector
+    from streampose.crop import Crop, Detector
     from streampose.detector import PersonDetector
 
 Box = tuple[float, float, float, float]
@@ -220,13 +220,20 @@ class PoseEstimator:
         first = policy.crops(frame)
         firsts = self.infer([self.prepare(frame, c.center, c.scale) for c in first]) if first else []
         kept = policy.choose([(p.keypoints, c) for p, c in zip(firsts, first, strict=True)])
-        poses, crops = [firsts[j] for j, _ in kept], [c for _, c in kept]
-        again = policy.second_look([(p.keypoints, c) for p, c in zip(poses, crops, strict=True)])
-        looks = [(i, a) for i, a in enumerate(again) if a is not None]
-        for (i, a), pose in zip(looks, self.infer([self.prepare(frame, a.center, a.scale) for _, a in looks]),
-                                strict=True):
-            poses[i], crops[i] = pose, a
-        return [dataclasses.replace(p, id=c.id) for p, c in zip(poses, crops, strict=True)]
+        poses = [dataclasses.replace(firsts[j], id=c.id) for j, c in kept]
+        again = policy.second_look([(p.keypoints, c) for p, (_, c) in zip(poses, kept, strict=True)])
+        return self.look_again([(frame, p, a) for p, a in zip(poses, again, strict=True)])
+
+    def look_again(self, people: Sequence[tuple[Image, Pose, Sequence[Crop]]]) -> list[Pose]:
+        """Each person's pose (in its frame) after further looks at them in these crops (all in one run of the
+        network): joint by joint the most confident look (`pose.most_confident`); a person with no crops keeps
+        their pose."""
+        looks = [(i, frame, c) for i, (frame, _, crops) in enumerate(people) for c in crops]
+        more = self.infer([self.prepare(frame, c.center, c.scale) for _, frame, c in looks]) if looks else []
+        seen: list[list[Pose]] = [[pose] for _, pose, _ in people]
+        for (i, _, _), pose in zip(looks, more, strict=True):
+            seen[i].append(pose)
+        return [most_confident(s) if len(s) > 1 else s[0] for s in seen]
 
     def estimate(self, frames: Sequence[Image], boxes: Sequence[Box] | None = None) -> list[Pose]:
         """One pose per frame: the person in `boxes`, or the centered person."""

@@ -333,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "candidate (default: %(default)s)")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="where the detector finds the people (images, --crop detect): look at each person a second "
-                        "time, cropped from the pose of a first, wider look. +3 points PCK on whole images for twice "
-                        "the pose network's work (default: on)")
+                        "time, cropped from the pose of a first, wider look and at the box's own crop, each joint "
+                        "from the surest look: +2 to +4 points PCK on whole images for three times the pose "
+                        "network's work (default: on)")
     r.add_argument("--candidates", type=at.count, default=CANDIDATES,
                    help="where the detector finds the people (images, --crop detect): pose this many detections "
                         "beyond --people and keep the people whose detection and pose are surest together (the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,3 +33,13 @@ class Pose:
     def as_dict(self) -> dict[str, list[float]]:
         """{joint name: [x, y, confidence]}, for printing and JSON."""
         return {n: [float(v) for v in self.keypoints[i]] for i, n in enumerate(self.joints.names)}
+
+
+def most_confident(looks: Sequence[Pose]) -> Pose:
+    """One person seen in several crops, as one pose: joint by joint, the look most confident of it (a wide crop
+    keeps a far-flung limb in view, a tight one resolves the torso), with the first look's id and the box of the
+    second where there is one (the crop framed by the first pose, which a tracker would take next)."""
+    kps = np.stack([p.keypoints for p in looks])
+    best = kps[np.argmax(kps[:, :, 2], axis=0), np.arange(kps.shape[1])]
+    box = looks[1].box if len(looks) > 1 else looks[0].box
+    return Pose(best, box, float(np.mean(best[:, 2])), looks[0].joints, looks[0].id)

@@ -93,9 +93,10 @@ class PoseStream:
     `people`: pose up to this many people a frame (the most confident detections, in one batch; ids follow
     them across frames). `detector`: the detector model (name, checkpoint or engine) or an open
     `PersonDetector` (the caller closes it), used where the crop needs one. `refine`: where the detector finds
-    people on every frame (images; `detect`), a second look at each, framed by the pose of the first (twice the
-    pose network's work; more accurate, see `crop.WIDER`), and `candidates`: that many detections beyond
-    `people` posed too, the most plausible people kept (see `crop.CANDIDATES`).
+    people on every frame (images; `detect`), a second look at each, framed by the pose of the first and at the
+    box's own crop (three times the pose network's work; more accurate, see `crop.DetectCrop`), and
+    `candidates`: that many detections beyond `people` posed too, the most plausible people kept (see
+    `crop.CANDIDATES`).
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
     `reconnect`: how cameras and network streams are reopened when they fail (None: they end there).
     A single source that cannot be opened raises `SourceError`; among several, it ends its own stream with
@@ -466,18 +467,14 @@ class PoseStream:
     def _second_looks(self, items: list[_Item], firsts: list[tuple[list[Pose], list[Crop]]]
                       ) -> list[tuple[list[Pose], list[Crop]]]:
         """Each frame's poses and crops after the second looks its policy asks for (all in one run of the model)."""
-        out, looks = [], []
+        people, out = [], []
         for it, (found, kept) in zip(items, firsts, strict=True):
             with it.stream.lock:
                 again = it.stream.policy.second_look([(p.keypoints, c) for p, c in zip(found, kept, strict=True)])
-            crops = [a or c for a, c in zip(again, kept, strict=True)]
-            out.append((list(found), crops))
-            looks += [(len(out) - 1, i, it.frame.pixels, a) for i, a in enumerate(again) if a is not None]
-        if looks:
-            poses = self.estimator.infer([self.estimator.prepare(px, a.center, a.scale) for _, _, px, a in looks])
-            for (k, i, _, a), pose in zip(looks, poses, strict=True):
-                out[k][0][i] = dataclasses.replace(pose, id=a.id)
-        return out
+            people += [(it.frame.pixels, p, a) for p, a in zip(found, again, strict=True)]
+            out.append([a[0] if a else c for a, c in zip(again, kept, strict=True)])
+        poses = iter(self.estimator.look_again(people))
+        return [([next(poses) for _ in crops], crops) for crops in out]
 
 
 def _newest_per_live_stream(batch: list[_Item]) -> list[_Item]:

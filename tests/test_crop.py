@@ -323,21 +323,42 @@ def test_detect_crop_keeps_the_candidate_whose_pose_is_surer() -> None:
 
 
 def test_detect_crop_looks_wider_first_then_frames_the_pose_it_found() -> None:
-    """The first look is `WIDER` than the box's own crop; the second frames the pose found there (1.25 x its
-    extent, the training scale, same id), and a pose too unsure to frame keeps the first look."""
+    """The first look is `WIDER` than the box's own crop; the second looks at the pose found there (1.25 x its
+    extent, the training scale, same id) and at the box's own crop; a pose too unsure to frame gets the box's
+    crop alone; one look (`refine=False`) gets none."""
     box = person(100, 50)
     once = one(DetectCrop(Scripted([box]), refine=False), blank())
     policy = DetectCrop(Scripted([box]))
     first = one(policy, blank())
     np.testing.assert_allclose(first.center, once.center)
     assert first.scale == pytest.approx(WIDER * once.scale)
-    assert DetectCrop(Scripted([box]), refine=False).second_look([(pose_in(box), once)]) == [None]
+    assert DetectCrop(Scripted([box]), refine=False).second_look([(pose_in(box), once)]) == [[]]
     kp = joints(300, 100, 400, 340)  # the person is elsewhere than the box said: the second look goes there
-    (again,) = policy.second_look([(kp, first)])
-    assert again is not None and again.id == first.id
-    np.testing.assert_allclose(again.center, (350, 220))
-    assert again.scale * PIXELS_PER_SCALE == pytest.approx(1.25 * 241)
-    assert policy.second_look([(joints(300, 100, 400, 340, conf=0.1), first)]) == [None]
+    ((framed, tight),) = policy.second_look([(kp, first)])
+    assert framed.id == tight.id == first.id and framed.detection == first.detection
+    np.testing.assert_allclose(framed.center, (350, 220))
+    assert framed.scale * PIXELS_PER_SCALE == pytest.approx(1.25 * 241)
+    np.testing.assert_allclose(tight.center, once.center)
+    assert tight.scale == pytest.approx(once.scale)
+    ((alone,),) = policy.second_look([(joints(300, 100, 400, 340, conf=0.1), first)])
+    assert alone.scale == pytest.approx(once.scale)
+
+
+def test_most_confident_takes_each_joint_from_the_surest_look() -> None:
+    from streampose.joints import LSP14
+    from streampose.pose import Pose, most_confident
+
+    a, b, c = (joints(0, 0, 100, 100, conf) for conf in (0.5, 0.3, 0.7))
+    a[:5, 2], b[5:10, 2] = 0.9, 0.8
+    b[:, :2] += 5
+    c[:, :2] += 10
+    looks = [Pose(k, (i, 0.0, 10.0, 10.0), 0.0, LSP14, id=3) for i, k in enumerate((a, b, c))]
+    fused = most_confident(looks)
+    np.testing.assert_array_equal(fused.keypoints[:5], a[:5])
+    np.testing.assert_array_equal(fused.keypoints[5:10], b[5:10])
+    np.testing.assert_array_equal(fused.keypoints[10:], c[10:])
+    assert fused.id == 3 and fused.box == looks[1].box
+    assert fused.score == pytest.approx(float(np.mean(fused.keypoints[:, 2])))
 
 
 # --- real frames with the shipped models ---------------------------------------------------------

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--people", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--model", default=models.DEFAULT, help="pose model (default: %(default)s)")
     args = ap.parse_args(argv)
     src = DATA / "lspet" / "images"
     if not src.is_dir():
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                                "  no candidate (--candidates 0)": {"candidates": 0}}
         inner: dict[str, list[float]] = {v: [] for v in variants}
         whole = []
-        with PoseEstimator(models.DEFAULT, backend=args.backend, jobs=0) as est, \
+        with PoseEstimator(args.model, backend=args.backend, jobs=0) as est, \
                 open_detector(backend=args.backend) as det:
             used = (f"{est.backend.info.name} {est.backend.info.precision}; detector {det.backend.info.name} "
                     f"{det.backend.info.precision}")
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             t0 = time.perf_counter()
             subprocess.run([str(exe), "run", str(folder), "--publish", "none", "--people", str(args.people),
-                            "--backend", args.backend, "--keypoints", str(Path(tmp) / "k.jsonl")], check=True,
-                           capture_output=True)
+                            "--backend", args.backend, "--model", args.model, "--keypoints",
+                            str(Path(tmp) / "k.jsonl")], check=True, capture_output=True)
             whole.append(args.images / (time.perf_counter() - t0))
-    print(f"{args.images} full images, --people {args.people}, {used}")
+    print(f"{args.images} full images, --people {args.people}, {args.model}: {used}")
     for what, rates in [*inner.items(), ("whole command", whole)]:
         print(f"  {what:<32} {statistics.median(rates):.1f} images/s  (rounds {', '.join(f'{v:.1f}' for v in rates)})")
     return 0
