@@ -1,7 +1,5 @@
 """`python -m streampose`: the command line, for environments without the console script."""
 
-import sys
+from streampose.cli import entry
 
-from streampose.cli import main
-
-sys.exit(main())
+entry()

@@ -486,6 +486,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def entry() -> None:
+    """The console script (and `python -m streampose`): `main`, then exit. After a signal the outputs are already
+    closed and the end of stream published, so the process leaves at once instead of tearing the interpreter
+    down (torch's and OpenVINO's modules and thread pools: over a second on a slow host, which a user waiting on
+    Ctrl-C, or a supervisor's stop timeout, should not pay)."""
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def _internal_error(command: str, e: Exception) -> int:
     """A bug: one line, the traceback on request (STREAMPOSE_DEBUG=1)."""
     if os.environ.get("STREAMPOSE_DEBUG"):
