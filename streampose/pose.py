@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from streampose.decode import pose_score
 from streampose.joints import JointSet
 
 
@@ -42,4 +43,4 @@ def most_confident(looks: Sequence[Pose]) -> Pose:
     kps = np.stack([p.keypoints for p in looks])
     best = kps[np.argmax(kps[:, :, 2], axis=0), np.arange(kps.shape[1])]
     box = looks[1].box if len(looks) > 1 else looks[0].box
-    return Pose(best, box, float(np.mean(best[:, 2])), looks[0].joints, looks[0].id)
+    return Pose(best, box, float(pose_score(best)), looks[0].joints, looks[0].id)
