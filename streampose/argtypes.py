@@ -22,8 +22,13 @@ def positive_int(text: str) -> int:
 
 
 def count(text: str) -> int:
-    """0 or more (0: no limit)."""
-    return 0 if text.strip() == "0" else positive_int(text)
+    """0 or more."""
+    if text.strip() == "0":
+        return 0
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer below 2^31, got {text!r}") from None
 
 
 def seconds(text: str) -> float:

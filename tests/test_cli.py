@@ -109,6 +109,7 @@ def test_bad_outputs_fail_before_any_work(tmp_path: Path, messi: Path, option: t
 def test_bad_options_are_usage_errors(messi: Path) -> None:
     assert "x,y,w,h" in one_line_error(sp("run", str(messi), "--crop", "1,2,3"), code=2)
     assert "positive integer" in one_line_error(sp("run", str(messi), "--max-batch", "0"), code=2)
+    assert "0 or a positive integer" in one_line_error(sp("run", str(messi), "--candidates", "-1"), code=2)
 
 
 @pytest.mark.parametrize("args", [("run", "IMAGE", "--publish", "tcp://127.0.0.1:99999"),
