@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -213,15 +212,15 @@ class PoseEstimator:
         there), best first. The detector (`person-det` unless one was given) is opened on first use."""
         from streampose.crop import CANDIDATES, DetectCrop
         from streampose.detector import open_detector
+        from streampose.people import chosen
 
         if self._detector is None:
             self._detector = self._own_detector = open_detector(backend=self._detector_backend, device=self._device)
         policy = DetectCrop(self._detector, people, refine, CANDIDATES if candidates is None else candidates)
         first = policy.crops(frame)
         firsts = self.infer([self.prepare(frame, c.center, c.scale) for c in first]) if first else []
-        kept = policy.choose([(p.keypoints, c) for p, c in zip(firsts, first, strict=True)])
-        poses = [dataclasses.replace(firsts[j], id=c.id) for j, c in kept]
-        again = policy.second_look([(p.keypoints, c) for p, (_, c) in zip(poses, kept, strict=True)])
+        poses, kept = chosen(policy, firsts, first)
+        again = policy.second_look([(p.keypoints, c) for p, c in zip(poses, kept, strict=True)])
         return self.look_again([(frame, p, a) for p, a in zip(poses, again, strict=True)])
 
     def look_again(self, people: Sequence[tuple[Image, Pose, Sequence[Crop]]]) -> list[Pose]:

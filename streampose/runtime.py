@@ -19,7 +19,8 @@ arrive between its start and its end, in order. No queue is unbounded.
 
 Cameras and network streams that fail or stop delivering are reopened with backoff (`Reconnect`);
 sinks hear of it (`Sink.notice`: `retry`, then `recovered`) and frame indices carry on where they were.
-The readers and their inboxes are `streampose.intake`; this module is the stages after them.
+The readers and their inboxes are `streampose.intake`; a frame's crops and the choice of its people,
+`streampose.people`; this module is the stages between them and the consumer.
 
     with PoseStream("clip.mp4") as stream:
         for result in stream:
@@ -28,7 +29,6 @@ The readers and their inboxes are `streampose.intake`; this module is the stages
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import threading
@@ -37,14 +37,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from streampose import models
-from streampose.api import PoseEstimator, Prepared
+from streampose.api import PoseEstimator
 from streampose.checkpoint import Checkpoint
-from streampose.crop import CANDIDATES, REDETECT, Crop, parse_crop
+from streampose.crop import CANDIDATES, REDETECT, parse_crop
 from streampose.detector import PersonDetector, open_detector
 from streampose.intake import POLL_S, Inbox, Stream, Unopenable, read, take_newest
+from streampose.people import Item, prepare, results
 from streampose.pose import Pose
 from streampose.results import Result, Sink, StreamEvent, StreamStats
-from streampose.smoothing import OneEuro
 from streampose.sources import Frame, Reconnect, Source, SourceError, SourceInfo, open_source
 
 __all__ = ["PoseStream", "Result", "Sink", "StreamEvent", "StreamStats"]
@@ -55,20 +55,10 @@ is left to end on its own (it closes its source), so Ctrl-C stops a run within a
 
 
 @dataclass(frozen=True)
-class _Item:
-    """A frame with the crops of the people in it (none when no one was found), ready for the network."""
-
-    stream: Stream
-    frame: Frame
-    crops: list[Crop]
-    prepared: list[Prepared]
-
-
-@dataclass(frozen=True)
 class _Submitted:
     """A batch handed to the backend; its poses come from `job` once it has run."""
 
-    items: list[_Item]
+    items: list[Item]
     job: Callable[[], list[Pose]]
 
 
@@ -352,7 +342,7 @@ class PoseStream:
                 if not self._put(self._prepared, item):
                     return
                 continue
-            if not self._put(self._prepared, self._prepare(s, item)):
+            if not self._put(self._prepared, prepare(self.estimator, s, item)):
                 return
         self._put(self._prepared, _DONE)
 
@@ -365,7 +355,7 @@ class PoseStream:
             pending = None
             if item is None:
                 continue
-            if not isinstance(item, _Item):
+            if not isinstance(item, Item):
                 self._put(self._submitted, item)
                 if item is _DONE:
                     return
@@ -378,7 +368,7 @@ class PoseStream:
                     nxt = self._prepared.get(timeout=remaining) if remaining > 0 else self._prepared.get_nowait()
                 except queue.Empty:
                     break
-                if not isinstance(nxt, _Item) or crops + len(nxt.prepared) > self.max_batch:
+                if not isinstance(nxt, Item) or crops + len(nxt.prepared) > self.max_batch:
                     pending = nxt  # an event, the end, or a frame that does not fit: run what we have first
                     break
                 batch.append(nxt)
@@ -397,7 +387,7 @@ class PoseStream:
                 if not self._put(self._results, item) or item is _DONE:
                     return
                 continue
-            for result in self._results_of(item):
+            for result in results(self.estimator, item.items, iter(item.job())):
                 if not self._put(self._results, result):
                     return
 
@@ -407,22 +397,14 @@ class PoseStream:
         except queue.Empty:
             return None
 
-    def _submit(self, batch: list[_Item]) -> Callable[[], list[Pose]]:
+    def _submit(self, batch: list[Item]) -> Callable[[], list[Pose]]:
         """Start the batch of every crop of these frames (frames where no one was found add none)."""
         prepared = [p for it in batch for p in it.prepared]
         if not prepared:
             return list
         return self.estimator.submit(prepared)
 
-    def _prepare(self, s: Stream, frame: Frame) -> _Item:
-        """The frame's crops (from its stream's policy: a new scene for each image) warped to the network input."""
-        with s.lock:
-            if s.source.info.scenes:
-                s.policy.reset()
-            crops = s.policy.crops(frame.pixels)
-        return _Item(s, frame, crops, [self.estimator.prepare(frame.pixels, c.center, c.scale) for c in crops])
-
-    def _freshen(self, batch: list[_Item]) -> list[_Item]:
+    def _freshen(self, batch: list[Item]) -> list[Item]:
         """Live streams: swap each frame for the newest one waiting in its inbox, and drop frames older
         than one already inferred. Frames prepared while the model was busy are a model run old by
         now; without this, latency on a slow model would be several model runs instead of one."""
@@ -435,7 +417,7 @@ class PoseStream:
             newer = take_newest(s, self._cond)
             if newer is not None:
                 s.stats.dropped_batch += 1
-                it = self._prepare(s, newer)
+                it = prepare(self.estimator, s, newer)
             if it.frame.index <= s.last_index:
                 s.stats.dropped_batch += 1
                 continue
@@ -443,41 +425,8 @@ class PoseStream:
             out.append(it)
         return out
 
-    def _results_of(self, submitted: _Submitted) -> list[Result]:
-        out = []
-        poses = iter(submitted.job())
-        joints = self.estimator.joints
-        firsts = []
-        for it in submitted.items:
-            found = [pose for _, pose in zip(it.crops, poses, strict=False)]
-            with it.stream.lock:
-                kept = it.stream.policy.choose([(p.keypoints, c) for p, c in zip(found, it.crops, strict=True)])
-            firsts.append(([dataclasses.replace(found[j], id=c.id) for j, c in kept], [c for _, c in kept]))
-        for it, (found, crops) in zip(submitted.items, self._second_looks(submitted.items, firsts), strict=True):
-            s = it.stream
-            with s.lock:
-                s.policy.update([(p.keypoints, c) for p, c in zip(found, crops, strict=True)])
-            if s.smooth and not s.source.info.scenes:  # images are unrelated: nothing to smooth across
-                s.smoothers = {p.id: s.smoothers.get(p.id) or OneEuro() for p in found}  # who left is forgotten
-                found = [dataclasses.replace(p, keypoints=s.smoothers[p.id](p.keypoints, it.frame.pts)) for p in found]
-            out.append(Result(s.id, it.frame, tuple(found), joints))
-        return out
 
-
-    def _second_looks(self, items: list[_Item], firsts: list[tuple[list[Pose], list[Crop]]]
-                      ) -> list[tuple[list[Pose], list[Crop]]]:
-        """Each frame's poses and crops after the second looks its policy asks for (all in one run of the model)."""
-        people, out = [], []
-        for it, (found, kept) in zip(items, firsts, strict=True):
-            with it.stream.lock:
-                again = it.stream.policy.second_look([(p.keypoints, c) for p, c in zip(found, kept, strict=True)])
-            people += [(it.frame.pixels, p, a) for p, a in zip(found, again, strict=True)]
-            out.append([a[0] if a else c for a, c in zip(again, kept, strict=True)])
-        poses = iter(self.estimator.look_again(people))
-        return [([next(poses) for _ in crops], crops) for crops in out]
-
-
-def _newest_per_live_stream(batch: list[_Item]) -> list[_Item]:
+def _newest_per_live_stream(batch: list[Item]) -> list[Item]:
     """Keep every frame of file streams, and only the newest frame of each live stream."""
     newest: dict[str, int] = {}
     for i, it in enumerate(batch):

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pytest
 
 import streampose
+from streampose import people
 from streampose.api import center_crop
 from streampose.crop import (
     MIN_SIZE,
@@ -28,6 +29,8 @@ from streampose.crop import (
 from streampose.detect import PERSON_MARGIN
 from streampose.detector import PersonDetector, open_detector
 from streampose.geometry import PIXELS_PER_SCALE
+from streampose.joints import LSP14
+from streampose.pose import Pose
 
 Image = npt.NDArray[np.uint8]
 
@@ -284,13 +287,15 @@ def test_track_drops_a_track_that_converged_on_another() -> None:
 
 
 def chosen(policy: DetectCrop, frame: Image, conf: Sequence[float] | None = None) -> list[Crop]:
-    """A frame through the policy as the runtime takes it: the candidates' crops, a pose in each (of confidence
-    `conf[j]`, default 0.9), the crops kept."""
+    """A frame through the policy as the runtime takes it (`people.chosen`): the candidates' crops, a pose in
+    each (of confidence `conf[j]`, default 0.9), the crops kept; each kept pose is the one found in its crop
+    and carries the crop's id."""
     crops = policy.crops(frame)
     confs = conf or [0.9] * len(crops)
-    kept = policy.choose([(np.full((14, 3), c, np.float32), crop) for c, crop in zip(confs, crops, strict=True)])
-    assert all(crops[j].detection == crop.detection for j, crop in kept)
-    return [crop for _, crop in kept]
+    found = [Pose(np.full((14, 3), c, np.float32), crop.box, c, LSP14) for c, crop in zip(confs, crops, strict=True)]
+    poses, kept = people.chosen(policy, found, crops)
+    assert [p.box for p in poses] == [c.box for c in kept] and [p.id for p in poses] == [c.id for c in kept]
+    return kept
 
 
 def test_detect_crop_ids_follow_overlap_and_restart_on_reset() -> None:
