@@ -212,16 +212,12 @@ class PoseEstimator:
         there), best first. The detector (`person-det` unless one was given) is opened on first use."""
         from streampose.crop import CANDIDATES, DetectCrop
         from streampose.detector import open_detector
-        from streampose.people import chosen
+        from streampose.people import find
 
         if self._detector is None:
             self._detector = self._own_detector = open_detector(backend=self._detector_backend, device=self._device)
-        policy = DetectCrop(self._detector, people, refine, CANDIDATES if candidates is None else candidates)
-        first = policy.crops(frame)
-        firsts = self.infer([self.prepare(frame, c.center, c.scale) for c in first]) if first else []
-        poses, kept = chosen(policy, firsts, first)
-        again = policy.second_look([(p.keypoints, c) for p, c in zip(poses, kept, strict=True)])
-        return self.look_again([(frame, p, a) for p, a in zip(poses, again, strict=True)])
+        return find(self, DetectCrop(self._detector, people, refine, CANDIDATES if candidates is None else candidates),
+                    frame)
 
     def look_again(self, people: Sequence[tuple[Image, Pose, Sequence[Crop]]]) -> list[Pose]:
         """Each person's pose (in its frame) after further looks at them in these crops (all in one run of the

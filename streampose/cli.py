@@ -337,10 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "from the surest look: +2 to +4 points PCK on whole images for three times the pose "
                         "network's work (default: on)")
     r.add_argument("--candidates", type=at.count, default=CANDIDATES,
-                   help="where the detector finds the people (images, --crop detect): pose this many detections "
-                        "beyond --people and keep the people whose detection and pose are surest together (the "
-                        "athlete rather than the referee beside them: +3.5 / +0.3 points PCK on whole LSP / LSPET "
-                        "images); 0: the detector's ranking alone, less pose work (default: %(default)s)")
+                   help="where the detector places people (every image; on videos, where the tracker detects "
+                        "someone new): pose this many detections beyond --people and keep the people whose "
+                        "detection and pose are surest together (the athlete rather than the referee beside them: "
+                        "+3.5 / +0.3 points PCK on whole LSP / LSPET images); 0: the detector's ranking alone, less "
+                        "pose work (default: %(default)s)")
     r.add_argument("--max-batch", type=at.positive_int, default=4,
                    help="frames per inference call, gathered across streams (default: %(default)s)")
     r.add_argument("--jobs", type=at.jobs, default=None,

@@ -11,7 +11,8 @@ decides how good the pose is. A policy gives a frame's crops (`crops`: none when
   from the pose of the first and at the box's own crop (`second_look`), each joint from the surest look.
 - `TrackCrop`: each person's crop frames their last confident pose, smoothed; the detector finds people on
   the first frame, whenever one is lost, and every `redetect` frames to catch a better candidate (what
-  videos get). Without a detector it follows one person from the centre crop.
+  videos get); where it places someone new, candidates are posed and chosen as `DetectCrop` chooses. Without a
+  detector it follows one person from the centre crop.
 
 `parse_crop(spec)` reads the user's choice (`auto`, `center`, `track`, `detect`, `track+detect`, `x,y,w,h`)
 and `CropSpec.policy` makes one policy per stream. The runtime calls `crops` for frame n and `update` once
@@ -27,6 +28,7 @@ import dataclasses
 import itertools
 import re
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,7 +66,9 @@ CANDIDATES = 1
 which one is *the* person (the athlete, not the referee beside them) shows better in their pose. Keeping the
 `people` with the highest sqrt(detection score) x mean joint confidence of the first look, against the top
 detections alone: +3.5 / +0.3 points PCK@0.2 on whole LSP 901-1000 / LSPET 8501-9000 images (hg2-lite,
-person-det; 2 or 3 candidates alike; the score alone or times the pose's: +1.7 / -0.7 and +2.5 / +0.3)."""
+person-det; 2 or 3 candidates alike; the score alone or times the pose's: +1.7 / -0.7 and +2.5 / +0.3). The
+tracker's first frame (one look): +3.6 / -0.7 (`tools/full_image_ablation.py`; both within the paired 95 %
+intervals of chance, -1.9..+9.6 and -2.0..+0.4)."""
 WIDER = 1.2
 """A detection's first look is this much wider than its box asks (limbs the box cuts off stay in view); the second
 look frames the pose found there. Against one look at the box's crop, +3.1 / +2.8 points PCK@0.2 on whole
@@ -154,6 +158,13 @@ def _person_crop(xy: F64, margin: float) -> Crop:
     return Crop(center, float(scale))
 
 
+def _most_plausible(poses: Sequence[tuple[Keypoints, Crop]], n: int) -> list[int]:
+    """The indices of the `n` poses whose sqrt(detection score) x mean joint confidence is highest, best first
+    (see `CANDIDATES`)."""
+    plausible = [-np.sqrt(c.detection) * float(np.mean(k[:, 2])) for k, c in poses]
+    return [int(j) for j in np.argsort(plausible, kind="stable")[:n]]
+
+
 def _detection_crop(box: npt.ArrayLike, person: int, wider: float = 1.0) -> Crop:
     b = np.asarray(box, dtype=np.float64)
     center, scale = pose_crop(b[:4])
@@ -186,8 +197,7 @@ class DetectCrop(CropPolicy):
         return [_detection_crop(b, j, WIDER if self.refine else 1.0) for j, b in enumerate(boxes)]
 
     def choose(self, poses: Sequence[tuple[Keypoints, Crop]]) -> list[tuple[int, Crop]]:
-        plausible = [-np.sqrt(c.detection) * float(np.mean(k[:, 2])) for k, c in poses]
-        kept = [int(j) for j in np.argsort(plausible, kind="stable")[: self.people]]
+        kept = _most_plausible(poses, self.people)
         boxes = np.array([poses[j][1].box for j in kept]).reshape(-1, 4)  # crop squares overlap as the boxes do
         previous = np.array([b for _, b in self._last]).reshape(-1, 4)
         ids = {j: self._last[i][0] for i, j in match(previous, boxes)}
@@ -239,18 +249,22 @@ class TrackCrop(CropPolicy):
     is re-cropped on the detection; unmatched detections take the free places, best first, then tracks the
     detector did not confirm keep what is left if their pose is confident (lost ones end). A person who ended
     is remembered for `remember` frames: a new detection where they were last seen takes their id back, so a
-    pose lost for a moment (a player turning, someone passing in front) does not give them a new one. Without a detector
-    (`track`), one person is followed, and while there is none `fallback` (default `CenterCrop`) gives the crop.
+    pose lost for a moment (a player turning, someone passing in front) does not give them a new one. Where a
+    detection places new people, `candidates` more detections are posed with them and `choose` keeps the most
+    plausible (see `CANDIDATES`); the runtime calls `choose` for every frame (it gives the new people their ids).
+    Without a detector (`track`), one person is followed, and while there is none `fallback` (default `CenterCrop`)
+    gives the crop.
     """
 
     def __init__(self, detector: Detector | None = None, people: int = 1, redetect: int = REDETECT,
                  fallback: CropPolicy | None = None, min_conf: float = MIN_CONF, min_joints: int = MIN_JOINTS,
                  margin: float = 1.25, smoothing: float = 0.5, min_size: float = MIN_SIZE,
-                 remember: int = REMEMBER) -> None:
+                 remember: int = REMEMBER, candidates: int = 0) -> None:
         if not 0 <= smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        if people < 1 or redetect < 1:
-            raise ValueError(f"people and redetect must be >= 1, got {people} and {redetect}")
+        if people < 1 or redetect < 1 or candidates < 0:
+            raise ValueError(f"people and redetect must be >= 1 and candidates >= 0, got {people}, {redetect} and "
+                             f"{candidates}")
         if detector is None and people > 1:
             raise ValueError("following several people needs the person detector (crop auto, detect or "
                              "track+detect)")
@@ -258,7 +272,16 @@ class TrackCrop(CropPolicy):
         self.fallback = fallback or CenterCrop()
         self.min_conf, self.min_joints, self.margin = min_conf, min_joints, margin
         self.smoothing, self.min_size, self.remember = smoothing, min_size, remember
+        self.candidates = candidates
         self._tracks: list[_Track] = []
+        self._pending: list[_Track] = []
+        """People the latest detection placed, not yet chosen: the new people and the candidates, with provisional
+        ids (negative); `choose` keeps `_places` of them."""
+        self._places = 0
+        self._provisional = itertools.count(-1, -1)
+        self._named: deque[dict[int, int | None]] = deque(maxlen=8)
+        """For recent detections, the id `choose` gave each provisional one (None: not kept): a batched pipeline
+        takes the crops of the next frames before it hears the choice."""
         self._gone: list[tuple[_Track, int]] = []  # people who ended, and the frame they ended on
         self._ids = itertools.count()
         self._since = self._frame = 0
@@ -267,7 +290,7 @@ class TrackCrop(CropPolicy):
 
     def crops(self, frame: Image) -> list[Crop]:
         if self.detector is not None:
-            if not self._tracks or any(t.lost for t in self._tracks) or self._since >= self.redetect:
+            if not (self._tracks or self._pending) or any(t.lost for t in self._tracks) or self._since >= self.redetect:
                 self._detect(frame)
             self._since += 1
             self._frame += 1
@@ -275,32 +298,63 @@ class TrackCrop(CropPolicy):
             return self.fallback.crops(frame)
         h, w = frame.shape[:2]
         least = self.min_size * center_crop(w, h)[1]
-        return [Crop(np.clip(t.crop.center, 0.0, [w - 1.0, h - 1.0]), max(t.crop.scale, least), t.id)
-                for t in self._tracks]
+        return [Crop(np.clip(t.crop.center, 0.0, [w - 1.0, h - 1.0]), max(t.crop.scale, least), t.id, t.crop.detection)
+                for t in self._tracks + self._pending]
 
     def _detect(self, frame: Image) -> None:
         assert self.detector is not None
         self.detections += 1
         self._since = 0
-        boxes = self.detector(frame)[:, :4].astype(np.float64)
+        boxes = self.detector(frame)[:, :5].astype(np.float64)
         pairs = dict(match(np.array([t.box for t in self._tracks]).reshape(-1, 4), boxes))
-        kept = [_Track(t.id, _detection_crop(boxes[pairs[i]], t.id), boxes[pairs[i]])
+        kept = [_Track(t.id, _detection_crop(boxes[pairs[i]], t.id), boxes[pairs[i], :4])
                 for i, t in enumerate(self._tracks) if i in pairs]
         claimed = set(pairs.values())
-        free = [b for j, b in enumerate(boxes) if j not in claimed][: max(0, self.people - len(kept))]
-        self._gone = [(t, f) for t, f in self._gone if self._frame - f <= self.remember]
-        back = dict(match(np.array([t.box for t, _ in self._gone]).reshape(-1, 4), np.array(free).reshape(-1, 4)))
-        back_ids = {j: self._gone[i][0].id for i, j in back.items()}
-        found = []
-        for j, b in enumerate(free):
-            p = back_ids[j] if j in back_ids else next(self._ids)
-            found.append(_Track(p, _detection_crop(b, p), b))
-        self._gone = [g for i, g in enumerate(self._gone) if i not in back]
+        free = [b for j, b in enumerate(boxes) if j not in claimed]
+        self._places = min(max(0, self.people - len(kept)), len(free))
+        self._pending = []
+        for b in free[: self._places + self.candidates if self._places else 0]:
+            p = next(self._provisional)
+            self._pending.append(_Track(p, _detection_crop(b, p), b[:4]))
         # tracked but not detected: a confident track keeps a place that no detected person needs
         spare = [t for i, t in enumerate(self._tracks) if i not in pairs and not t.lost]
-        ended, self._tracks = self._tracks, (kept + found + spare)[: self.people]
+        ended, self._tracks = self._tracks, kept + spare[: self.people - len(kept) - self._places]
         alive = {t.id for t in self._tracks}
+        self._gone = [(t, f) for t, f in self._gone if self._frame - f <= self.remember]
         self._gone += [(t, self._frame) for t in ended if t.id not in alive]
+        if len(self._pending) == self._places:  # no candidate beyond the places: nothing to choose
+            self._name(self._pending)
+
+    def choose(self, poses: Sequence[tuple[Keypoints, Crop]]) -> list[tuple[int, Crop]]:
+        """Everyone tracked; of the people a detection placed on this frame and the candidates, the most plausible,
+        who get their ids now: the id of someone who ended where they are (within `remember` frames), else a new
+        one. A later frame whose crops were taken before this choice has its poses renamed to match, or dropped."""
+        pending = {t.id: t for t in self._pending}
+        new = [j for j, (_, c) in enumerate(poses) if c.id in pending]
+        if new:
+            best = _most_plausible([poses[j] for j in new], self._places)
+            self._name([pending[poses[new[k]][1].id] for k in best])
+        out = []
+        for j, (_, c) in enumerate(poses):
+            person = c.id if c.id >= 0 else next((n[c.id] for n in self._named if c.id in n), None)
+            if person is not None:
+                out.append((j, dataclasses.replace(c, id=person)))
+        return out
+
+    def _name(self, chosen: list[_Track]) -> None:
+        """Track the chosen new people, with the id each had if they ended where they are now, else a new one."""
+        if not self._pending:
+            return
+        named: dict[int, int | None] = {t.id: None for t in self._pending}
+        back = dict(match(np.array([t.box for t, _ in self._gone]).reshape(-1, 4),
+                          np.array([t.box for t in chosen]).reshape(-1, 4)))
+        back_ids = {j: self._gone[i][0].id for i, j in back.items()}
+        for j, t in enumerate(chosen):
+            person = named[t.id] = back_ids[j] if j in back_ids else next(self._ids)
+            self._tracks.append(_Track(person, dataclasses.replace(t.crop, id=person), t.box))
+        self._gone = [g for i, g in enumerate(self._gone) if i not in back]
+        self._named.append(named)
+        self._pending = []
 
     def update(self, poses: Sequence[tuple[Keypoints, Crop]]) -> None:
         by_id = {t.id: t for t in self._tracks}
@@ -335,6 +389,8 @@ class TrackCrop(CropPolicy):
 
     def reset(self) -> None:
         self._tracks, self._gone, self._ids, self._since, self._frame = [], [], itertools.count(), 0, 0
+        self._pending, self._places = [], 0
+        self._named.clear()
 
 
 _NUMBER = r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*"
@@ -376,7 +432,7 @@ class CropSpec:
         assert detector is not None
         if self.kind == "detect" or (self.kind == "auto" and scenes):
             return DetectCrop(detector, people, refine, candidates)
-        return TrackCrop(detector, people, redetect)
+        return TrackCrop(detector, people, redetect, candidates=candidates)
 
 
 def parse_crop(spec: str) -> CropSpec:

@@ -2,8 +2,8 @@
 policy asks for (`prepare`), then, once the batch has run, which of the poses found are people (`chosen`), a
 further look at each where the policy wants one, the policy told what was found, and smoothing (`results`).
 
-`PoseEstimator.find` takes the same steps on one image; the runtime runs them on batches of frames, every
-look of a batch in one run of the network.
+`find` takes the same steps on one frame (`PoseEstimator.find`, full-image evaluation); the runtime runs them
+on batches of frames, every look of a batch in one run of the network.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from streampose.crop import Crop, CropPolicy
 from streampose.intake import Stream
 from streampose.pose import Pose
+from streampose.preprocess import Image
 from streampose.results import Result
 from streampose.smoothing import OneEuro
 from streampose.sources import Frame
@@ -48,6 +49,16 @@ def chosen(policy: CropPolicy, found: Sequence[Pose], crops: Sequence[Crop]) -> 
     and their crops."""
     kept = policy.choose([(p.keypoints, c) for p, c in zip(found, crops, strict=True)])
     return [dataclasses.replace(found[j], id=c.id) for j, c in kept], [c for _, c in kept]
+
+
+def find(estimator: PoseEstimator, policy: CropPolicy, frame: Image) -> list[Pose]:
+    """The people `policy` finds in one frame, as the runtime finds them in a frame of its stream (first looks,
+    the choice, the second looks), best first."""
+    first = policy.crops(frame)
+    found = estimator.infer([estimator.prepare(frame, c.center, c.scale) for c in first]) if first else []
+    poses, kept = chosen(policy, found, first)
+    again = policy.second_look([(p.keypoints, c) for p, c in zip(poses, kept, strict=True)])
+    return estimator.look_again([(frame, p, a) for p, a in zip(poses, again, strict=True)])
 
 
 def results(estimator: PoseEstimator, items: Sequence[Item], poses: Iterator[Pose]) -> list[Result]:

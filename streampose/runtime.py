@@ -84,9 +84,9 @@ class PoseStream:
     them across frames). `detector`: the detector model (name, checkpoint or engine) or an open
     `PersonDetector` (the caller closes it), used where the crop needs one. `refine`: where the detector finds
     people on every frame (images; `detect`), a second look at each, framed by the pose of the first and at the
-    box's own crop (three times the pose network's work; more accurate, see `crop.DetectCrop`), and
-    `candidates`: that many detections beyond `people` posed too, the most plausible people kept (see
-    `crop.CANDIDATES`).
+    box's own crop (three times the pose network's work; more accurate, see `crop.DetectCrop`). `candidates`:
+    where the detector places people (every image; on videos, where the tracker detects someone new), that many
+    detections beyond `people` posed too, the most plausible people kept (see `crop.CANDIDATES`).
     `live`: play files at their native rate as live sources (cameras and URLs are always live).
     `reconnect`: how cameras and network streams are reopened when they fail (None: they end there).
     A single source that cannot be opened raises `SourceError`; among several, it ends its own stream with

@@ -286,6 +286,35 @@ def test_track_drops_a_track_that_converged_on_another() -> None:
     track.update([(pose_in(a), one(track, frame))])
 
 
+def test_track_poses_a_candidate_when_it_places_someone_and_keeps_the_surer() -> None:
+    """With a candidate, a detection that places a new person poses one detection more; `choose` keeps the more
+    plausible (sqrt(score) x pose score), who takes the first id and is followed. A frame whose crops were taken
+    before the choice (batching) has its poses renamed or dropped to match."""
+    a, b = person(50, 50, score=0.9), person(300, 60, score=0.6)
+    det = Scripted([a, b], [a, b])
+    track, frame = TrackCrop(det, redetect=100, candidates=1), blank()
+    first, ahead = track.crops(frame), track.crops(frame)  # frame 1's crops taken before frame 0's choice
+    assert len(first) == 2 and [c.detection for c in first] == pytest.approx([0.9, 0.6]) and det.calls == 1
+    assert all(c.id < 0 for c in first) and [c.id for c in ahead] == [c.id for c in first]
+    (kept,) = track.choose([(pose_in(a, conf=0.3), first[0]), (pose_in(b), first[1])])
+    assert kept == (1, kept[1]) and kept[1].id == 0 and kept[1].detection == pytest.approx(0.6)
+    track.update([(pose_in(b), kept[1])])
+    (again,) = track.choose([(pose_in(a, conf=0.3), ahead[0]), (pose_in(b), ahead[1])])
+    assert again[0] == 1 and again[1].id == 0  # renamed as chosen; a's crop is dropped
+    track.update([(pose_in(b), again[1])])
+    follow_b = one(track, frame)
+    assert follow_b.id == 0 and abs(follow_b.center[0] - 350) < 20 and det.calls == 1
+    assert [(j, c.id) for j, c in track.choose([(pose_in(b), follow_b)])] == [(0, 0)]
+    # surer at the top detection: it is kept
+    track = TrackCrop(Scripted([a, b]), candidates=1)
+    crops = track.crops(frame)
+    ((j, crop),) = track.choose([(pose_in(a), crops[0]), (pose_in(b), crops[1])])
+    assert j == 0 and crop.id == 0 and [c.id for c in track.crops(frame)] == [0]
+    # with nobody to choose between (one detection), the person is tracked at once, as without candidates
+    track = TrackCrop(Scripted([a]), candidates=1)
+    assert one(track, frame).id == 0
+
+
 def chosen(policy: DetectCrop, frame: Image, conf: Sequence[float] | None = None) -> list[Crop]:
     """A frame through the policy as the runtime takes it (`people.chosen`): the candidates' crops, a pose in
     each (of confidence `conf[j]`, default 0.9), the crops kept; each kept pose is the one found in its crop

@@ -102,3 +102,30 @@ def test_shipped_detector_finds_the_footballer_and_the_two_players(messi: Path, 
         assert len(two) >= 2 and (two[:2, 4] > 0.2).all()
         centres = sorted(two[:2, 0] + two[:2, 2] / 2)
         assert centres[1] - centres[0] > 100  # two people, side by side, not one twice
+
+
+def test_whole_images_as_a_video_starts_and_the_paired_difference(data: Path) -> None:
+    """On whole LSP images (athletes among bystanders), the tracker's first-frame detection with a candidate
+    (`--crop track+detect`, `streampose eval --full-image --crop`) lands far better than the centred crop, and
+    `paired_bootstrap` says so with an interval that leaves out 0; a prediction against itself differs by
+    nothing, and against no person found by its whole score."""
+    import numpy as np
+
+    from streampose.crop import CenterCrop, TrackCrop
+    from streampose.detector import open_detector
+    from train.evaluate import paired_bootstrap, predict_full_image
+
+    root = data / "lsp"
+    if not (root / "joints.mat").is_file():
+        pytest.skip(f"{root} missing from the shared data")
+    val = load_lsp(root, 901, 940)
+    with streampose.PoseEstimator(backend="torch") as est, open_detector(backend="torch") as det:
+        tracked, found = predict_full_image(est, val, progress=False, policy=TrackCrop(det, candidates=1))
+        centred, _ = predict_full_image(est, val, progress=False, policy=CenterCrop())
+    assert found == len(val)
+    gain, lo, hi = paired_bootstrap(centred, tracked, val, rounds=500)
+    assert gain == pytest.approx(lsp_pck(tracked, val).limbs - lsp_pck(centred, val).limbs, abs=1e-6)
+    assert gain > 0.15 and 0 < lo < gain < hi, (gain, lo, hi)
+    assert paired_bootstrap(tracked, tracked, val, rounds=50) == (0.0, 0.0, 0.0)
+    nobody = np.full_like(tracked, np.nan)
+    assert paired_bootstrap(tracked, nobody, val, rounds=50)[0] == pytest.approx(-lsp_pck(tracked, val).limbs)

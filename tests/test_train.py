@@ -231,10 +231,12 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     assert "resuming" in r.stderr and "trained 2 steps" in r.stdout
     out = tmp_path / "eval.json"
     r = subprocess.run([exe, "eval", str(run / "last.pt"), "--data", f"lsp:{lspet}@8501-8506", "--flip",
-                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+                        "--full-image", "--crop", "track+detect", "--json", str(out)], capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "l_wrist" in r.stdout and "limbs (12)" in r.stdout
-    assert json.loads(out.read_text())["flip"] is True
+    assert "l_wrist" in r.stdout and "limbs (12)" in r.stdout and "full image" in r.stdout
+    report = json.loads(out.read_text())
+    assert report["flip"] is True and report["full_image"]["found"] == report["full_image"]["of"] == 6
     card = ship(run, "hg2-lite", ["streampose train ..."], dest=tmp_path)
     assert card["training"]["steps"] == 2 and set(card["validation"]) == {"plain", "flip"}
     shipped = ck.load(tmp_path / "hg2-lite.pt", joints="LSP14")

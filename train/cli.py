@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streampose import argtypes as at
 from streampose import models
+from streampose.crop import CANDIDATES
 
 if TYPE_CHECKING:
     from streampose.detector import PersonDetector
@@ -88,6 +90,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="also find the person in each whole image as `streampose run` does, and score that")
     e.add_argument("--detector", default=models.DETECTOR,
                    help="person detector for --full-image (default: %(default)s)")
+    e.add_argument("--crop", default="auto", choices=("auto", "track+detect", "detect", "center"),
+                   help="how --full-image finds the person in each image: auto (as `streampose run` on images: "
+                        "the detector, candidates, second looks), track+detect (as on a video's first frame: the "
+                        "tracker's detection and one look), detect (auto's, with --no-refine: one look), center (the "
+                        "paper's centred crop) (default: %(default)s)")
+    e.add_argument("--candidates", type=at.count, default=CANDIDATES,
+                   help="for --full-image: detections posed beyond the person, the most plausible kept "
+                        "(default: %(default)s)")
     e.add_argument("--composites", type=int, default=200,
                    help="detectors: zoomed-out composite frames to score (default: %(default)s; 0: none)")
     e.add_argument("--json", default=None, help="also write the report to this JSON file")
@@ -139,6 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import streampose
     from streampose.backends import create, is_engine
     from streampose.checkpoint import Checkpoint, check_joints
+    from streampose.crop import parse_crop
     from streampose.detector import PersonDetector, open_detector
     from streampose.joints import PERSON
     from train.datasets import default_split, open_dataset
@@ -166,7 +177,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.full_image:
             with open_detector(args.detector, backend=args.backend or "auto") as detector:
                 estimator = streampose.PoseEstimator(backend=backend, flip=args.flip, detector=detector)
-                reports["full image"] = score_full_image(estimator, data)
+                policy = parse_crop(args.crop).policy(True, detector, refine=args.crop != "detect",
+                                                      candidates=args.candidates)
+                reports["full image"] = score_full_image(estimator, data, policy=policy)
                 used += f"; detector {args.detector} ({detector.backend.info.name} {detector.backend.info.precision})"
     print(f"{args.model} ({used}) on {data.name}")
     print(side_by_side(reports) if len(reports) > 1 else report.table())

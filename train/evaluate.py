@@ -18,9 +18,11 @@ from tqdm import tqdm
 
 from streampose.api import PoseEstimator, infer_heatmaps
 from streampose.backends import Backend
+from streampose.crop import CropPolicy
 from streampose.decode import decode
 from streampose.geometry import crop_transform
 from streampose.joints import LIMBS12, JointSet
+from streampose.people import find
 from streampose.preprocess import preprocess
 from streampose.sources import read_image
 from train.datasets import Annotation, Dataset
@@ -128,25 +130,62 @@ def lsp_pck(pred: npt.ArrayLike, dataset: Dataset, threshold: float = 0.2, flip:
     return _report(f"PCK@{threshold:g} (torso)", js, rate, counts, int(keep.sum()), int((~keep).sum()), flip)
 
 
-def predict_full_image(estimator: PoseEstimator, dataset: Dataset, progress: bool = True) -> tuple[F32, int]:
+def paired_bootstrap(pred_a: npt.ArrayLike, pred_b: npt.ArrayLike, dataset: Dataset, rounds: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """B's PCK@0.2 limbs (LSP protocol) minus A's on the same images, and the 95 % interval of that difference
+    over `rounds` resamplings of the images (both predictions on the same resample: paired, so that what the
+    images have in common cancels). Two settings of the same model are told apart by more than chance where
+    the interval leaves out 0."""
+    js = dataset.joints
+    gt = np.stack([a.joints for a in dataset.items]).astype(np.float64)
+    ls, rh = js.index("l_shoulder"), js.index("r_hip")
+    keep = (gt[:, ls, 2] > 0) & (gt[:, rh, 2] > 0)
+    torso = np.linalg.norm(gt[keep, ls, :2] - gt[keep, rh, :2], axis=-1)
+    limbs = [js.index(n) for n in LIMBS12]
+    scored = (gt[keep][:, limbs, 2] > 0).astype(np.float64)
+
+    def hits(pred: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        d = np.linalg.norm(np.asarray(pred, np.float64)[keep][:, limbs, :2] - gt[keep][:, limbs, :2], axis=-1)
+        out: npt.NDArray[np.float64] = (d <= 0.2 * torso[:, None]) * scored  # NaN (no one found): a miss
+        return out
+
+    def diff(index: npt.NDArray[np.int64]) -> float:
+        n = np.maximum(scored[index].sum(axis=0), 1)  # every limb joint is scored in some image of a split
+        return float(np.mean(hb[index].sum(axis=0) / n) - np.mean(ha[index].sum(axis=0) / n))
+
+    ha, hb = hits(pred_a), hits(pred_b)
+    rng = np.random.default_rng(seed)
+    every = np.arange(len(torso))
+    samples = [diff(rng.integers(0, len(torso), len(torso))) for _ in range(rounds)]
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return diff(every), float(lo), float(hi)
+
+
+def predict_full_image(estimator: PoseEstimator, dataset: Dataset, progress: bool = True,
+                       policy: CropPolicy | None = None) -> tuple[F32, int]:
     """Keypoints (N, K, 3) of the most confident person the runtime finds in each whole image, as
-    `streampose run` finds them on images (`PoseEstimator.find`: the person detector and a second look; no
-    labels used), NaN where it finds no one; and the number of images where it found someone."""
+    `streampose run` finds them on images (`PoseEstimator.find`: the person detector, candidates and second
+    looks; no labels used), or as `policy` finds them in a new scene (e.g. `TrackCrop`: a video's first frame),
+    NaN where it finds no one; and the number of images where it found someone."""
     out = np.full((len(dataset), len(estimator.joints), 3), np.nan, np.float32)
     found = 0
     for i, a in enumerate(tqdm(dataset.items, desc="full images", unit="img", disable=None if progress else True,
                                leave=False)):
-        poses = estimator.find(read_image(a.image))
+        image = read_image(a.image)
+        if policy is not None:
+            policy.reset()
+        poses = estimator.find(image) if policy is None else find(estimator, policy, image)
         if poses:
             out[i] = poses[0].keypoints
             found += 1
     return out, found
 
 
-def score_full_image(estimator: PoseEstimator, dataset: Dataset, progress: bool = True) -> Report:
+def score_full_image(estimator: PoseEstimator, dataset: Dataset, progress: bool = True,
+                     policy: CropPolicy | None = None) -> Report:
     """The dataset's metric on `predict_full_image`: an image where no one is found misses every joint. The
     report's `extra` says in how many images someone was found."""
-    pred, found = predict_full_image(estimator, dataset, progress)
+    pred, found = predict_full_image(estimator, dataset, progress, policy)
     rep = _score(pred, dataset, estimator.flip)
     rep.extra["mirrored_better"], rep.extra["mirror_checked"] = mirrored_better(pred, dataset)
     rep.extra.update(protocol="full image", found=found, of=len(dataset))
