@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from streampose import argtypes as at
+from streampose.crop import CANDIDATES
 from streampose.runtime import PoseStream, Result
 from streampose.sinks import render
 
@@ -57,18 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", help="comma-separated frame indices to draw (default: two per clip)")
     ap.add_argument("--out", type=Path, help="PNG to write (default: docs/people-<clip>.png per clip)")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--candidates", type=at.count, default=CANDIDATES,
+                    help="detections posed beyond --people where someone new is placed (default: %(default)s)")
+    ap.add_argument("--rounds", type=at.positive_int, default=1,
+                    help="runs per clip, each printed (tracked crops vary a little between runs; default: 1)")
+    ap.add_argument("--no-pictures", dest="pictures", action="store_false", help="print the figures only")
     args = ap.parse_args(argv)
     clips = [Path(c) for c in args.clips] or [DATA / "video" / name for name in CLIPS]
     for clip in clips:
         if not clip.is_file():
             print(f"people_frames: {clip}: not found", file=sys.stderr)
             return 1
-        with PoseStream(str(clip), backend=args.backend, people=args.people) as stream:
-            results = list(stream)
-        switches, seen = id_switches(results)
-        posed = Counter(len(r.poses) for r in results)
-        share = ", ".join(f"{k} people {100 * posed[k] / len(results):.0f} %" for k in sorted(posed))
-        print(f"{clip.name}: {len(results)} frames; {share}; ids {sorted(seen)}; id switches {switches}")
+        for _ in range(args.rounds):
+            with PoseStream(str(clip), backend=args.backend, people=args.people, candidates=args.candidates) as stream:
+                results = list(stream)
+            switches, seen = id_switches(results)
+            posed = Counter(len(r.poses) for r in results)
+            share = ", ".join(f"{k} people {100 * posed[k] / len(results):.0f} %" for k in sorted(posed))
+            print(f"{clip.name}: {len(results)} frames; {share}; ids {sorted(seen)}; id switches {switches}",
+                  flush=True)
+        if not args.pictures:
+            continue
         frames = [int(v) for v in (args.frames or CLIPS.get(clip.name, "0")).split(",")]
         out = args.out or Path("docs") / f"people-{clip.stem}.png"
         cv2.imwrite(str(out), picture(results, frames))
