@@ -386,7 +386,7 @@ def test_progress_shows_latency_for_live_streams_only(live: bool, monkeypatch: p
 
 @pytest.mark.parametrize("live", [False, True])
 def test_the_run_summary_gives_a_files_throughput_and_a_live_sources_latency(live: bool) -> None:
-    from streampose.cli import summary
+    from streampose.run_command import summary
     from streampose.sources import SourceInfo
 
     line = summary("s0", SourceInfo("clip.mp4", live=live), _stats_after(live, frames=399))
