@@ -305,6 +305,7 @@ class TrackCrop(CropPolicy):
         assert self.detector is not None
         self.detections += 1
         self._since = 0
+        self._settle()
         boxes = self.detector(frame)[:, :5].astype(np.float64)
         pairs = dict(match(np.array([t.box for t in self._tracks]).reshape(-1, 4), boxes))
         kept = [_Track(t.id, _detection_crop(boxes[pairs[i]], t.id), boxes[pairs[i], :4])
@@ -340,6 +341,11 @@ class TrackCrop(CropPolicy):
             if person is not None:
                 out.append((j, dataclasses.replace(c, id=person)))
         return out
+
+    def _settle(self) -> None:
+        """A detection whose choice was not heard before the next detection or a new scene (frames are prepared
+        ahead of their results) is decided by the detector's ranking."""
+        self._name(self._pending[: self._places])
 
     def _name(self, chosen: list[_Track]) -> None:
         """Track the chosen new people, with the id each had if they ended where they are now, else a new one."""
@@ -388,9 +394,8 @@ class TrackCrop(CropPolicy):
         self._tracks = kept
 
     def reset(self) -> None:
+        self._settle()  # the frame before the new scene still gets its people (`_named` keeps their ids)
         self._tracks, self._gone, self._ids, self._since, self._frame = [], [], itertools.count(), 0, 0
-        self._pending, self._places = [], 0
-        self._named.clear()
 
 
 _NUMBER = r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*"

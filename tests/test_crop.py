@@ -310,6 +310,13 @@ def test_track_poses_a_candidate_when_it_places_someone_and_keeps_the_surer() ->
     crops = track.crops(frame)
     ((j, crop),) = track.choose([(pose_in(a), crops[0]), (pose_in(b), crops[1])])
     assert j == 0 and crop.id == 0 and [c.id for c in track.crops(frame)] == [0]
+    # a new scene (the next image) or a new detection before the choice was heard: the detector's ranking decides
+    track = TrackCrop(Scripted([a, b], [b, a]), candidates=1)
+    first = track.crops(frame)
+    track.reset()
+    second = track.crops(frame)
+    assert [(j, c.id) for j, c in track.choose([(pose_in(a, 0.3), first[0]), (pose_in(b), first[1])])] == [(0, 0)]
+    assert [(j, c.id) for j, c in track.choose([(pose_in(b, 0.3), second[0]), (pose_in(a), second[1])])] == [(1, 0)]
     # with nobody to choose between (one detection), the person is tracked at once, as without candidates
     track = TrackCrop(Scripted([a]), candidates=1)
     assert one(track, frame).id == 0

@@ -15,7 +15,9 @@ import pytest
 from conftest import count_frames, cut, synced
 
 import streampose
+from streampose import people
 from streampose.backends import installed
+from streampose.crop import TrackCrop
 from streampose.detector import PersonDetector
 from streampose.publish import Publisher
 from streampose.runtime import PoseStream, Result, Sink, StreamEvent, StreamStats
@@ -176,6 +178,14 @@ def test_images_get_the_second_look_find_gives(data: Path, tmp_path: Path, estim
         for r, image in zip(results, images, strict=True):
             (expected,) = finder.find(image, refine=refine)
             np.testing.assert_allclose(r.pose.keypoints, expected.keypoints, atol=0.05)
+    # the tracker on images (each a new scene, prepared ahead of its results): its candidate chosen as one frame is
+    with PoseStream(str(folder), estimator=estimator, detector=person_detector, max_batch=4,
+                    crop="track+detect") as stream:
+        results = list(stream)
+    for r, image in zip(results, images, strict=True):
+        (expected,) = people.find(estimator, TrackCrop(person_detector, candidates=1), image)
+        assert [p.id for p in r.poses] == [0]
+        np.testing.assert_allclose(r.pose.keypoints, expected.keypoints, atol=0.05)
 
 
 def test_track_crop_and_python_api(studio_clip: Path, tmp_path: Path) -> None:
