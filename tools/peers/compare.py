@@ -12,8 +12,9 @@ opencv-contrib; Ultralytics needs torchvision).
 
 Speed, per clip, alternating ours / each peer round by round so that machine noise hits all alike (medians):
 - ours: `PoseStream(clip, max_batch=...)` with the default model, backend (auto) and crop (auto: the person
-  detector on the first frame, then tracking, as `streampose run` does), every result consumed; frames / wall seconds from the first frame read to the last result, with
-  the backend opened and warmed up beforehand (model loading is not timed).
+  detector on the first frame, then tracking, as `streampose run` does), every result consumed; frames / wall
+  seconds from the first frame read to the last result, with the backend opened and warmed up beforehand (model
+  loading is not timed).
 - MediaPipe BlazePose full in video (tracking) mode, its fastest real use; YOLO11n-pose `predict` on each
   frame at `--yolo-imgsz`: the runner's own figure, decode + inference after a few warm-up frames, its
   process start-up excluded.
