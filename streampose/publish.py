@@ -63,11 +63,15 @@ class Publisher:
             raise PublishError(f"cannot publish {'to' if connect else 'on'} {endpoint}: {e}") from None
         self.fmt: Format = fmt
         self.sent = 0
-        # the authenticator serves a whole context, so a CURVE publisher gets one of its own
-        self._own_context = zmq.Context() if curve_keys is not None and not connect else None
+        # a context of its own (unless given one), so that `close` can wait for the queue to drain: the process
+        # may leave with os._exit right after (cli.entry), taking unsent messages with it; the CURVE
+        # authenticator also serves a whole context
+        self._own_context: zmq.Context[zmq.Socket[bytes]] | None = None
+        if context is None:
+            context = self._own_context = zmq.Context()
         # connected to a proxy, an XPUB: the proxy's subscription is how we know it is listening
         kind = zmq.XPUB if connect else zmq.PUB
-        self._socket = (self._own_context or context or zmq.Context.instance()).socket(kind)
+        self._socket = context.socket(kind)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
         self._auth: ThreadAuthenticator | None = None
@@ -106,7 +110,8 @@ class Publisher:
         self.sent += 1
 
     def close(self) -> None:
-        """Flush for up to LINGER_MS, then release the port. Safe to call twice."""
+        """Flush for up to LINGER_MS, then release the port: what was sent is out when this returns (or its
+        readers were too slow). Safe to call twice."""
         self._close(linger=None)
 
     def _close(self, linger: int | None) -> None:

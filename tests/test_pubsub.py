@@ -208,3 +208,24 @@ def test_joint_angle_example_consumer() -> None:
     assert tool.returncode == 0 and lines
     assert all(line.split()[-2:] == ["r_elbow", "90.0"] for line in lines)
     assert {line.split()[4] for line in lines} == {"0", "3"}  # every person of each frame
+
+
+def test_close_flushes_before_the_process_leaves() -> None:
+    """`close` returns once queued messages are out (or LINGER_MS passed): the run leaves with os._exit after a
+    signal, so a message merely queued at close (the end of stream) would die with the process."""
+    endpoint = free_endpoint()
+    child = ("import os, sys, time\n"
+             "from streampose.publish import Publisher\n"
+             "from streampose.wire import ControlMessage\n"
+             "pub = Publisher(sys.argv[1])\n"
+             "time.sleep(1.0)\n"  # the reader has joined
+             "for i in range(50):\n"
+             "    pub.send(ControlMessage('s0', 'progress', {'i': i, 'pad': 'x' * 20000}))\n"
+             "pub.send(ControlMessage('s0', 'eos', {'interrupted': True}))\n"
+             "pub.close()\n"
+             "os._exit(0)\n")
+    with Subscriber(endpoint, control=True, timeout=3) as sub:
+        proc = subprocess.run([sys.executable, "-c", child, endpoint], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        got = list(sub)
+    assert [m.event for m in got if isinstance(m, ControlMessage)][-1:] == ["eos"] and len(got) == 51
