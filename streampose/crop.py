@@ -18,8 +18,10 @@ decides how good the pose is. A policy gives a frame's crops (`crops`: none when
 and `CropSpec.policy` makes one policy per stream. The runtime calls `crops` for frame n and `update` once
 frame n's poses are known; with batching, the crops of the next frames may be taken before then, and use
 the latest poses heard. Once a frame's poses are known it calls `choose` (which of them to keep), runs the
-crops `second_look` gives, then `update`, frame by frame in order. For image sources it calls `reset` before
-each image.
+crops `second_look` gives, then `update`, frame by frame in order. For image sources each image is a new scene:
+it takes the crops of the images waiting together (`scene_crops`, which resets before each, and where the policy
+detects, runs the detector once over them all); their choices come later, and still number each image's people
+from 0.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class Crop:
     """The person this crop follows: ids are per stream, from 0, and not reused while the stream runs."""
     detection: float = 1.0
     """The detector's score for the person this crop was placed on (1 where no detection placed it)."""
+    scene: int = 0
+    """The scene (image) of the frame the crop was made for, where the policy counts them (`DetectCrop`): frames are
+    prepared ahead of their choices, so a choice learns from its crops that a new image began."""
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -107,6 +112,15 @@ class CropPolicy(ABC):
 
     def reset(self) -> None:
         """The next frame is a new scene (the next image of a folder): forget everyone."""
+
+    def scene_crops(self, frames: Sequence[Image]) -> list[list[Crop]]:
+        """The crops of frames that are each a new scene (a folder's next images, in order), as `reset` then
+        `crops` gives them for each; a policy that detects runs its detector once over them all."""
+        out = []
+        for frame in frames:
+            self.reset()
+            out.append(self.crops(frame))
+        return out
 
     def choose(self, poses: Sequence[tuple[Keypoints, Crop]]) -> list[tuple[int, Crop]]:
         """Of this frame's first poses and their crops (as `crops` gave them), those to keep, best first: the
@@ -165,10 +179,17 @@ def _most_plausible(poses: Sequence[tuple[Keypoints, Crop]], n: int) -> list[int
     return [int(j) for j in np.argsort(plausible, kind="stable")[:n]]
 
 
-def _detection_crop(box: npt.ArrayLike, person: int, wider: float = 1.0) -> Crop:
+def _detection_crop(box: npt.ArrayLike, person: int, wider: float = 1.0, scene: int = 0) -> Crop:
     b = np.asarray(box, dtype=np.float64)
     center, scale = pose_crop(b[:4])
-    return Crop(center, wider * float(scale), person, float(b[4]) if len(b) > 4 else 1.0)
+    return Crop(center, wider * float(scale), person, float(b[4]) if len(b) > 4 else 1.0, scene)
+
+
+def _detect_all(detector: Detector, frames: Sequence[Image]) -> list[npt.NDArray[np.float32]]:
+    """Every frame's boxes: in batches where the detector takes them (`PersonDetector.detect`: a batch of 4-8
+    costs 0.6x the network time per image of one at a time), else frame by frame."""
+    batched = getattr(detector, "detect", None)
+    return list(batched(frames)) if callable(batched) else [detector(f) for f in frames]
 
 
 class DetectCrop(CropPolicy):
@@ -190,13 +211,27 @@ class DetectCrop(CropPolicy):
         self.detector, self.people, self.refine, self.candidates = detector, people, refine, candidates
         self._ids = itertools.count()
         self._last: list[tuple[int, F64]] = []
+        self._scene = self._named = 0  # the scene crops are made for, and the one ids were last given in
 
     def crops(self, frame: Image) -> list[Crop]:
         """The candidates' crops, numbered in detection order (`choose` gives the kept ones their ids)."""
-        boxes = self.detector(frame)[: self.people + self.candidates].astype(np.float64)
-        return [_detection_crop(b, j, WIDER if self.refine else 1.0) for j, b in enumerate(boxes)]
+        return self._crops(self.detector(frame))
+
+    def scene_crops(self, frames: Sequence[Image]) -> list[list[Crop]]:
+        out = []
+        for boxes in _detect_all(self.detector, frames):
+            self.reset()
+            out.append(self._crops(boxes))
+        return out
+
+    def _crops(self, boxes: npt.NDArray[np.float32]) -> list[Crop]:
+        wider = WIDER if self.refine else 1.0
+        return [_detection_crop(b, j, wider, self._scene)
+                for j, b in enumerate(boxes[: self.people + self.candidates].astype(np.float64))]
 
     def choose(self, poses: Sequence[tuple[Keypoints, Crop]]) -> list[tuple[int, Crop]]:
+        if poses and poses[0][1].scene != self._named:  # the first choice in a new image: ids from 0, no one before
+            self._named, self._ids, self._last = poses[0][1].scene, itertools.count(), []
         kept = _most_plausible(poses, self.people)
         boxes = np.array([poses[j][1].box for j in kept]).reshape(-1, 4)  # crop squares overlap as the boxes do
         previous = np.array([b for _, b in self._last]).reshape(-1, 4)
@@ -218,7 +253,9 @@ class DetectCrop(CropPolicy):
         return out
 
     def reset(self) -> None:
-        self._ids, self._last = itertools.count(), []
+        """The next crops are of a new scene: their choice numbers people from 0 (the choices of frames prepared
+        before may still be to come)."""
+        self._scene += 1
 
 
 @dataclass

@@ -36,12 +36,20 @@ class Item:
 
 
 def prepare(estimator: PoseEstimator, s: Stream, frame: Frame) -> Item:
-    """The frame's crops (from its stream's policy: a new scene for each image) warped to the network input."""
+    """The frame's crops (from its stream's policy) warped to the network input."""
+    return prepare_all(estimator, s, [frame])[0]
+
+
+def prepare_all(estimator: PoseEstimator, s: Stream, frames: Sequence[Frame]) -> list[Item]:
+    """`prepare` for frames of one stream, in order: where each is a new scene (images), the policy finds the
+    people of all of them at once (`CropPolicy.scene_crops`: one detector batch)."""
     with s.lock:
         if s.source.info.scenes:
-            s.policy.reset()
-        crops = s.policy.crops(frame.pixels)
-    return Item(s, frame, crops, [estimator.prepare(frame.pixels, c.center, c.scale) for c in crops])
+            crops = s.policy.scene_crops([f.pixels for f in frames])
+        else:
+            crops = [s.policy.crops(f.pixels) for f in frames]
+    return [Item(s, f, cs, [estimator.prepare(f.pixels, c.center, c.scale) for c in cs])
+            for f, cs in zip(frames, crops, strict=True)]
 
 
 def chosen(policy: CropPolicy, found: Sequence[Pose], crops: Sequence[Crop]) -> tuple[list[Pose], list[Crop]]:

@@ -42,7 +42,7 @@ from streampose.checkpoint import Checkpoint
 from streampose.crop import CANDIDATES, REDETECT, parse_crop
 from streampose.detector import PersonDetector, open_detector
 from streampose.intake import POLL_S, Inbox, Stream, Unopenable, read, take_newest
-from streampose.people import Item, prepare, results
+from streampose.people import Item, prepare, prepare_all, results
 from streampose.pose import Pose
 from streampose.results import Result, Sink, StreamEvent, StreamStats
 from streampose.sources import Frame, Reconnect, Source, SourceError, SourceInfo, open_source
@@ -52,6 +52,10 @@ __all__ = ["PoseStream", "Result", "Sink", "StreamEvent", "StreamStats"]
 JOIN_S = 0.5
 """How long `close` waits for the stages in all: a reader blocked in a network read (up to its timeout)
 is left to end on its own (it closes its source), so Ctrl-C stops a run within a second."""
+SCENES_AT_ONCE = 16
+"""Images (each a new scene) already waiting are prepared up to this many at once: the detector runs once over
+them (at batch 8 the network costs 0.6x per image what it costs at batch 1 on the 2-core host; 4 / 8 / 16 at
+once: 93 / 102 / 105 images/s on a folder of 500, against 87 one at a time)."""
 
 
 @dataclass(frozen=True)
@@ -342,9 +346,22 @@ class PoseStream:
                 if not self._put(self._prepared, item):
                     return
                 continue
-            if not self._put(self._prepared, prepare(self.estimator, s, item)):
-                return
+            frames = [item, *self._waiting_frames(s, SCENES_AT_ONCE - 1)] if s.source.info.scenes else [item]
+            for prepared in prepare_all(self.estimator, s, frames):
+                if not self._put(self._prepared, prepared):
+                    return
         self._put(self._prepared, _DONE)
+
+    def _waiting_frames(self, s: Stream, n: int) -> list[Frame]:
+        """Up to `n` more frames of `s` already waiting, up to its next event (taken now, in order)."""
+        out: list[Frame] = []
+        with self._cond:
+            while len(out) < n and s.inbox.items and isinstance(frame := s.inbox.items[0], Frame):
+                out.append(frame)
+                s.inbox.items.popleft()
+            if out:
+                self._cond.notify_all()  # a blocked reader may continue
+        return out
 
     def _infer(self) -> None:
         """Gather batches and submit them; a backend that runs batches side by side has the next one

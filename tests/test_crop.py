@@ -347,6 +347,47 @@ def test_detect_crop_ids_follow_overlap_and_restart_on_reset() -> None:
     assert DetectCrop(Scripted([]), people=1).crops(frame) == []  # no one: no crop
 
 
+def test_images_prepared_ahead_of_their_choices_each_number_people_from_0() -> None:
+    """The runtime prepares the next images (reset, crops) before the choices of the earlier ones are made: each
+    image's people are still numbered from 0, and nobody is matched across unrelated images."""
+    a, b, c = person(50, 50), person(300, 60), person(600, 60)
+    policy = DetectCrop(Scripted([a, b], [c], [b, a]), people=2)
+    ahead = []
+    for _ in range(3):  # three images, each a new scene, prepared before any is chosen
+        policy.reset()
+        ahead.append(policy.crops(blank()))
+    for crops in ahead:
+        found = [Pose(np.full((14, 3), 0.9, np.float32), k.box, 0.9, LSP14) for k in crops]
+        _, kept = people.chosen(policy, found, crops)
+        assert [k.id for k in kept] == list(range(len(crops)))  # in detection order: no one seen before
+    policy.reset()  # one image at a time, as `find` and the runtime's single frames take them
+    assert [c.id for c in chosen(policy, blank())] == [0, 1]
+
+
+class Batched(Scripted):
+    """A scripted detector that also takes batches, as `PersonDetector.detect` does."""
+
+    def __init__(self, *frames: list[tuple[float, float, float, float, float]]) -> None:
+        super().__init__(*frames)
+        self.batches: list[int] = []
+
+    def detect(self, frames: Sequence[Image]) -> list[npt.NDArray[np.float32]]:
+        self.batches.append(len(frames))
+        return [self(f) for f in frames]
+
+
+def test_scene_crops_detect_all_images_in_one_batch() -> None:
+    a, b = person(50, 50, score=0.9), person(300, 60, score=0.6)
+    det = Batched([a], [b], [a, b])
+    crops = DetectCrop(det, people=2).scene_crops([blank(), blank(), blank()])
+    assert det.batches == [3] and [len(c) for c in crops] == [1, 1, 2]
+    assert [[k.detection for k in c] for c in crops] == [[pytest.approx(0.9)], [pytest.approx(0.6)],
+                                                          [pytest.approx(0.9), pytest.approx(0.6)]]
+    # a policy without a detector of its own takes them one by one, reset before each
+    track = TrackCrop()
+    assert [len(c) for c in track.scene_crops([blank(), blank()])] == [1, 1]
+
+
 def test_detect_crop_keeps_the_candidate_whose_pose_is_surer() -> None:
     """One candidate more than the people asked for is posed; the kept one has the highest sqrt(detection score)
     x pose score, and takes the first id."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from conftest import count_frames, cut, synced
 
@@ -19,6 +20,7 @@ from streampose import people
 from streampose.backends import installed
 from streampose.crop import TrackCrop
 from streampose.detector import PersonDetector
+from streampose.preprocess import Image
 from streampose.publish import Publisher
 from streampose.runtime import PoseStream, Result, Sink, StreamEvent, StreamStats
 from streampose.sinks import KeypointSink, PublishSink, VideoSink
@@ -155,10 +157,23 @@ def test_live_file_drops_stale_frames_and_counts_them(clips: tuple[Path, Path], 
     assert stream.infos["s0"].live
 
 
+class Counting(PersonDetector):
+    """The detector, counting the frames of each batch it is given."""
+
+    def __init__(self, detector: PersonDetector) -> None:
+        super().__init__(detector.backend, detector.threshold, detector.top)
+        self.batches: list[int] = []
+
+    def detect(self, frames: Sequence[Image]) -> list[npt.NDArray[np.float32]]:
+        self.batches.append(len(frames))
+        return super().detect(frames)
+
+
 def test_images_get_the_second_look_find_gives(data: Path, tmp_path: Path, estimator: streampose.PoseEstimator,
                                                person_detector: PersonDetector) -> None:
     """On a folder the runtime looks at each person twice, in batches across images, and lands where
-    `PoseEstimator.find` does one image at a time; `refine=False` lands where a single look does."""
+    `PoseEstimator.find` does one image at a time; `refine=False` lands where a single look does. Each image is
+    detected once (images waiting are detected together) and its person is person 0."""
     import shutil
 
     import cv2
@@ -171,12 +186,13 @@ def test_images_get_the_second_look_find_gives(data: Path, tmp_path: Path, estim
     images = [cv2.imread(str(p)) for p in sorted(folder.iterdir())]
     finder = streampose.PoseEstimator(backend=estimator.backend, detector=person_detector)
     for refine in (True, False):
-        with PoseStream(str(folder), estimator=estimator, detector=person_detector, max_batch=4,
-                        refine=refine) as stream:
+        counting = Counting(person_detector)
+        with PoseStream(str(folder), estimator=estimator, detector=counting, max_batch=4, refine=refine) as stream:
             results = list(stream)
-        assert len(results) == len(images)
+        assert len(results) == len(images) == sum(counting.batches)
         for r, image in zip(results, images, strict=True):
             (expected,) = finder.find(image, refine=refine)
+            assert [p.id for p in r.poses] == [0]
             np.testing.assert_allclose(r.pose.keypoints, expected.keypoints, atol=0.05)
     # the tracker on images (each a new scene, prepared ahead of its results): its candidate chosen as one frame is
     with PoseStream(str(folder), estimator=estimator, detector=person_detector, max_batch=4,
