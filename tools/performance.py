@@ -31,6 +31,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from streampose import models
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH, PLOTS, DOC = ROOT / "docs" / "bench", ROOT / "docs" / "perf", ROOT / "docs" / "PERFORMANCE.md"
 DATA = Path(os.environ.get("STREAMPOSE_DATA", ROOT.parent / "shared" / "data"))
@@ -43,7 +45,8 @@ def measure(rounds: int) -> None:
     steps = [
         [*cli, "--model-only", "--models", "hg2-lite,hg2", "--batches", "1,4,8",
          "--json", str(BENCH / "model-only.json")],
-        [*cli, "--e2e", str(STUDIO), "--streams", "1,2,4", "--batches", "4", "--backends", "openvino",
+        [*cli, "--e2e", str(STUDIO), "--models", models.DEFAULT, "--streams", "1,2,4", "--batches", "4",
+         "--backends", "openvino",
          "--json", str(BENCH / "streams.json")],
         [sys.executable, str(ROOT / "tools" / "peers" / "compare.py"), "--rounds", str(rounds),
          "--json", str(BENCH / "peers.json")],
