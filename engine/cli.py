@@ -8,6 +8,7 @@ import sys
 
 from engine.build import MIN_AGREEMENT, TARGETS
 from streampose import models
+from streampose.joints import PERSON
 from streampose.sources import default_clip
 
 DATA_HELP = "FORMAT:PATH[@range] of real people to crop (default: 64 LSPET validation images)"
@@ -189,8 +190,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.e2e or args.model_only:
         report.update(_bench_model_only(model_names, batches, args.cache, names, args.rounds, jobs or [1]))
     if args.e2e:
+        detectors = [m for m in model_names if m in models.PRESETS and models.PRESETS[m].joints.name == PERSON.name]
+        pose_models = [m for m in model_names if m not in detectors]
+        if detectors:
+            print(f"--e2e: {', '.join(detectors)} is a person detector, not a pose model: the pose models run the "
+                  "clip (and the default detector finds the person)")
+        if not pose_models:
+            raise ValueError("--e2e needs a pose model: name one with --models (e.g. --models hg2-lite)")
         print(PIPELINE_HEADER)
-        rows = pipeline(model_names, args.e2e, batches, cache=args.cache, names=names, rounds=args.rounds,
+        rows = pipeline(pose_models, args.e2e, batches, cache=args.cache, names=names, rounds=args.rounds,
                         live=args.live, streams=streams, jobs=jobs, previews=_rates(args.previews))
         print("ratio: end-to-end fps / model-only fps at the same batch, alternating rounds; latency: capture to "
               "publish; CPU-ms: thread CPU time per delivered frame")

@@ -267,6 +267,15 @@ def test_bench_e2e_runs_every_frame_and_pairs_the_ratio(basketball_clip: Path, t
         assert r.to_dict()["efficiency"] == r.efficiency
 
 
+def test_bench_e2e_runs_pose_models_not_the_detector(basketball_clip: Path) -> None:
+    """The e2e default is every shipped model: the person detector is not run as a pose model; alone, it is a
+    one-line error."""
+    r = sp("bench", "--e2e", str(basketball_clip), "--models", "person-det", "--backends", "torch", "--batches", "1",
+           "--rounds", "1")
+    assert "person-det is a person detector" in r.stdout
+    assert "--e2e needs a pose model" in one_line_error(r)
+
+
 def test_paired_ratio_takes_each_round_against_the_model_timed_around_it() -> None:
     from engine.bench import paired_ratio
 
