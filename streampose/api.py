@@ -16,7 +16,7 @@ from streampose.backends import Backend, BackendUnavailable, Job
 from streampose.checkpoint import Checkpoint, CheckpointError, check_joints, load
 from streampose.decode import decode, pose_score, unflip_heatmaps
 from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box, crop_transform
-from streampose.joints import JointSet
+from streampose.joints import PERSON, JointSet
 from streampose.pose import Pose, most_confident
 from streampose.preprocess import Image, preprocess
 
@@ -160,6 +160,12 @@ class PoseEstimator:
         (the caller closes it; default: `person-det`, opened on first use and closed with this);
         `threads`: CPU threads of the backend (0: every core; see `backends.create`)."""
         self.backend = backend if isinstance(backend, Backend) else open_backend(model, backend, device, jobs, threads)
+        if self.backend.info.joints.name == PERSON.name:  # its one heatmap would pass for a one-joint skeleton
+            what = "this backend's model" if isinstance(backend, Backend) else f"{model}"
+            if not isinstance(backend, Backend):
+                self.backend.close()
+            raise ValueError(f"{what} is a person detector, not a pose model: pass a pose model (e.g. "
+                             f"{models.DEFAULT}); the detector goes to --detector")
         self.box_margin = box_margin
         self.flip = flip
         self._detector_backend = backend if isinstance(backend, str) else "auto"

@@ -57,6 +57,8 @@ def test_a_missing_or_corrupt_detector_is_a_one_line_error(tmp_path: Path, messi
     line = one_line_error(sp("run", str(messi), "--detector", str(det)))
     assert expect in line and line.startswith("streampose run: error:")
     assert "not a person detector" in one_line_error(sp("run", str(messi), "--detector", "hg2-lite"))
+    # and the other way round: the detector is no pose model (it ran, a one-joint skeleton at the box's centre)
+    assert "is a person detector, not a pose model" in one_line_error(sp("run", str(messi), "--model", "person-det"))
 
 
 def test_run_on_video(studio_clip: Path) -> None:
