@@ -5,8 +5,9 @@
 
 Links the images into a temporary folder and times, in one run: the runtime alone (`PoseStream` over the
 folder with the models already open, from the first image read to the last result: images/s), the same with
-one look per person (`--no-refine`), with no candidate beyond the people asked for (`--candidates 0`), and the
-whole command (`streampose run FOLDER --publish none --keypoints
+one look per person (`--no-refine`), with no candidate beyond the people asked for (`--candidates 0`), with
+the detector run on one image at a time (`runtime.SCENES_AT_ONCE` = 1, as before images waiting were detected
+together), and the whole command (`streampose run FOLDER --publish none --keypoints
 k.jsonl`, start-up and model loading included), each a median of `--rounds`.
 """
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streampose import models
+from streampose import models, runtime
 from streampose.api import PoseEstimator
 from streampose.detector import open_detector
 from streampose.runtime import PoseStream
@@ -49,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             (folder / f"im{n:05d}.jpg").symlink_to(src / f"im{n:05d}.jpg")
         variants: dict[str, dict[str, Any]] = {"runtime (models open)": {},
                                                "  one look (--no-refine)": {"refine": False},
-                                               "  no candidate (--candidates 0)": {"candidates": 0}}
+                                               "  no candidate (--candidates 0)": {"candidates": 0},
+                                               "  detector, 1 image a call": {}}
         inner: dict[str, list[float]] = {v: [] for v in variants}
+        at_once = runtime.SCENES_AT_ONCE
         whole = []
         with PoseEstimator(args.model, backend=args.backend, jobs=0) as est, \
                 open_detector(backend=args.backend) as det:
@@ -58,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{det.backend.info.precision}")
             for r in range(args.rounds + 1):  # the first pass warms both models up
                 for what, options in variants.items():  # interleaved: all see the same machine
+                    runtime.SCENES_AT_ONCE = 1 if "1 image a call" in what else at_once
                     with PoseStream(str(folder), estimator=est, detector=det, people=args.people,
                                     **options) as stream:
                         t0 = time.perf_counter()
                         n = sum(1 for _ in stream)
                         if r:
                             inner[what].append(n / (time.perf_counter() - t0))
+            runtime.SCENES_AT_ONCE = at_once
         exe = Path(sys.executable).parent / "streampose"
         for _ in range(args.rounds):
             t0 = time.perf_counter()
