@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streampose import backends, models
-from streampose.backends import Backend, BackendUnavailable, Job
+from streampose.backends import Backend, BackendUnavailable, EngineError, Job
 from streampose.checkpoint import Checkpoint, CheckpointError, check_joints, load
 from streampose.decode import decode, pose_score, unflip_heatmaps
 from streampose.geometry import PIXELS_PER_SCALE, box_to_center_scale, center_scale_to_box, crop_transform
@@ -47,6 +47,21 @@ def model_file(path_or_name: str | os.PathLike[str]) -> Path:
     return weights
 
 
+def shipped_int8(name: str | os.PathLike[str]) -> Path | None:
+    """The int8 engine shipped beside a named model, if there is one and it was built from the weights installed
+    (an engine left from earlier weights is not used)."""
+    preset = models.PRESETS.get(os.fspath(name))
+    if preset is None or not (engine := preset.int8(os.fspath(name))).is_file():
+        return None
+    from streampose.backends import meta
+
+    try:
+        built_from = meta.read(engine, verify_files=False).source.get("sha256")
+    except EngineError:
+        return None
+    return engine if built_from == meta.sha256(preset.weights(os.fspath(name))) else None
+
+
 def load_model(
     path_or_name: str | os.PathLike[str] = models.DEFAULT,
     joints: JointSet | str | None = None,
@@ -71,16 +86,22 @@ def open_backend(model: Checkpoint | str | os.PathLike[str] = models.DEFAULT, ba
                  device: str = "cpu", jobs: int = 1, threads: int = 0) -> Backend:
     """A backend (see `backends.create`) for a model by name, checkpoint path, loaded checkpoint or engine. On the
     CPU with OpenVINO, a checkpoint file converted before runs from its cached IR, found by the file's hash: the
-    start reads no checkpoint and imports no torch."""
+    start reads no checkpoint and imports no torch. `auto` on the CPU runs a shipped model in bf16 (fp32 where the
+    CPU lacks it), or from its shipped int8 engine where that runs faster on this CPU (timed once per machine:
+    `openvino_backend.fastest`)."""
     if isinstance(model, Checkpoint) or backends.is_engine(model):
         return backends.create(backend, model, device=device, jobs=jobs, threads=threads)
     if backend in ("auto", "openvino") and device == "cpu" and backends.installed()["openvino"]:
-        from streampose.backends.openvino_backend import ir_of_file
+        from streampose.backends.openvino_backend import fastest, ir_of_file
 
         try:
-            precision = backends.fastest_cpu_precision() if backend == "auto" else None
-            return backends.create("openvino", ir_of_file(model_file(model)), precision=precision, jobs=jobs,
-                                   threads=threads)
+            checkpoint = model_file(model)
+            if backend == "openvino":
+                return backends.create("openvino", ir_of_file(checkpoint), jobs=jobs, threads=threads)
+            engines = [(ir_of_file(checkpoint), backends.fastest_cpu_precision())]
+            if (int8 := shipped_int8(model)) is not None:
+                engines.append((int8, "int8"))
+            return fastest(engines, jobs=jobs, threads=threads)
         except BackendUnavailable:
             if backend == "openvino":
                 raise

@@ -16,15 +16,17 @@ import warnings
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import av
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from streampose.joints import JOINT_SETS
 from streampose.wire import PoseMessage, to_map
+
+if TYPE_CHECKING:
+    import av
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 KEYPOINT_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -100,6 +102,8 @@ class VideoWriter:
         self.count = 0
         self._last: int | None = None
         self._closed = False
+        import av  # here, not at module level: writing keypoints alone needs no PyAV (a tenth of a second to start)
+
         try:
             self.container = av.open(os.fspath(self.path), "w")
         except (av.FFmpegError, OSError) as e:
@@ -120,6 +124,8 @@ class VideoWriter:
             self._add_audio(os.fspath(audio_from))
 
     def _add_audio(self, source: str) -> None:
+        import av
+
         try:
             inp = av.open(source)
         except (av.FFmpegError, OSError) as e:
@@ -150,6 +156,8 @@ class VideoWriter:
         tick = round(self.count / (self.rate * self.time_base) if pts is None else pts / self.time_base)
         if self._last is not None:
             tick = max(tick, self._last + 1)
+        import av
+
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         frame.pts, frame.time_base = tick, self.time_base
         try:

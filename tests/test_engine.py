@@ -374,3 +374,79 @@ def test_a_checkpoint_converted_before_starts_from_its_ir_without_torch(tmp_path
             assert b.info.name == "openvino"
     finally:
         os.environ["STREAMPOSE_CACHE"] = saved
+
+
+def test_auto_times_the_shipped_engines_once_and_keeps_the_faster(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` on the CPU times the default model's bf16 (or fp32) and its shipped int8 engine in turns, opens the
+    faster, and records the choice: a later start opens the recorded one without timing anything. Another
+    engine than the first must be clearly faster (`PREFER`), since the first is the more accurate."""
+    from streampose import models
+    from streampose.api import open_backend, shipped_int8
+    from streampose.backends import fastest_cpu_precision
+    from streampose.backends import openvino_backend as ovb
+
+    if not cpu_supports("int8"):
+        pytest.skip("this CPU has no native int8: nothing to choose between")
+    monkeypatch.setenv("STREAMPOSE_CACHE", str(tmp_path))
+    with open_backend(models.DEFAULT) as first:
+        (record,) = (tmp_path / "openvino" / "choices").glob("*.json")
+        chosen = json.loads(record.read_text())
+        assert [e["precision"] for e in chosen["engines"]] == [fastest_cpu_precision(), "int8"]
+        ms = [e["ms"] for e in chosen["engines"]]
+        assert all(t > 0 for t in ms) and chosen["chosen"] == (1 if ms[1] * ovb.PREFER <= ms[0] else 0)
+        assert first.info.precision == chosen["engines"][chosen["chosen"]]["precision"]
+
+    def untimed(_: object) -> list[float]:
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(ovb, "_timed", untimed)
+    with open_backend(models.DEFAULT) as second:
+        assert second.info.precision == first.info.precision
+    engines = [(ovb.ir_of_file(models.PRESETS[models.DEFAULT].weights(models.DEFAULT)), "fp32"),
+               (shipped_int8(models.DEFAULT), "int8")]
+    for times, want in (([10.0, 9.5], "fp32"), ([10.0, 8.0], "int8")):  # 1.05x: not enough; 1.25x: chosen
+        monkeypatch.setattr(ovb, "_timed", lambda _, t=times: t)
+        record.unlink()
+        with ovb.fastest(engines, jobs=1) as b:
+            assert b.info.precision == want
+        (record,) = (tmp_path / "openvino" / "choices").glob("*.json")  # jobs is part of the key: a new record
+
+
+def test_a_start_waits_for_a_conversion_under_way_and_uses_its_ir(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes that start on a fresh cache at once (`streampose batch --workers N` on a new machine) must not
+    write the same IR over each other: before the lock, a worker read an IR another was rewriting and refused
+    it as tampered. Here the test holds the conversion's lock, as a converting process would: a start waits for
+    it (its wait shows in /proc/locks), then opens the IR that process left, without writing it again."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from streampose import models
+    from streampose.backends import openvino_backend as ovb
+    from streampose.checkpoint import load
+
+    weights = models.PRESETS[models.DETECTOR].weights(models.DETECTOR)
+    monkeypatch.setenv("STREAMPOSE_CACHE", str(tmp_path / "first"))
+    made = ovb.converted(load(weights))  # what the other process will have written
+    folder = tmp_path / "second" / "openvino"
+    folder.mkdir(parents=True)
+    with open(folder / made.with_suffix(".lock").name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        probe = f"from streampose.api import open_backend; print(open_backend({str(weights)!r}).info.name)"
+        run = subprocess.Popen([sys.executable, "-c", probe], env={**os.environ, "STREAMPOSE_CACHE": str(
+            tmp_path / "second")}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        inode, deadline = os.fstat(lock.fileno()).st_ino, time.monotonic() + 120
+        while not any("->" in line and f":{inode} " in line for line in Path("/proc/locks").read_text().splitlines()):
+            assert run.poll() is None and time.monotonic() < deadline, "the start did not wait for the lock"
+            time.sleep(0.1)
+        for f in [*m.engine_files(made), m.meta_path(made)]:
+            shutil.copy(f, folder)
+        before = {f.name: os.stat(f).st_ino for f in folder.iterdir()}
+    out, err = run.communicate(timeout=300)
+    assert (run.returncode, out.strip()) == (0, "openvino"), err
+    assert {f.name: os.stat(f).st_ino for f in folder.iterdir() if f.name in before} == before  # not written again
+    assert {f.name for f in folder.iterdir() if f.is_dir()} == {"files", "compiled"}  # no staging folder left

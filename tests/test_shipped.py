@@ -129,3 +129,46 @@ def test_whole_images_as_a_video_starts_and_the_paired_difference(data: Path) ->
     assert paired_bootstrap(tracked, tracked, val, rounds=50) == (0.0, 0.0, 0.0)
     nobody = np.full_like(tracked, np.nan)
     assert paired_bootstrap(tracked, nobody, val, rounds=50)[0] == pytest.approx(-lsp_pck(tracked, val).limbs)
+
+
+def test_shipped_int8_engine_is_built_from_the_shipped_weights_and_scores_as_they_do(data: Path) -> None:
+    """The default model's int8 engine (what `auto` runs where int8 is faster) must come from the weights beside
+    it, with its files intact, and score within a point or two of them: CI fails when new weights ship without
+    a rebuilt engine (the runtime would ignore the stale engine and lose the speed)."""
+    from streampose.api import shipped_int8
+    from streampose.backends import meta as m
+    from streampose.backends.openvino_backend import cpu_supports
+
+    engine = shipped_int8(models.DEFAULT)
+    assert engine is not None, f"{models.PRESETS[models.DEFAULT].int8(models.DEFAULT)} is missing or stale"
+    meta = m.read(engine)  # checks the files against their recorded sha256
+    assert (meta.precision, meta.source["sha256"]) == ("int8", m.sha256(models.PRESETS[models.DEFAULT].weights(
+        models.DEFAULT)))
+    assert sum(f.stat().st_size for f in m.engine_files(engine)) < 4 * 2**20
+    root = data / "lspet"
+    if not (root / "joints.mat").is_file():
+        pytest.skip(f"{root} missing from the shared data")
+    if not cpu_supports("int8"):
+        pytest.skip("this CPU has no native int8")
+    val = load_lsp(root, 8501, 8700)
+    with create("openvino", engine) as int8, create("torch", streampose.load_model(models.DEFAULT)) as fp32:
+        quantised, full = (lsp_pck(predict(b, val, progress=False), val).limbs for b in (int8, fp32))
+    assert abs(quantised - full) < 0.02, (quantised, full)
+
+
+def test_a_stale_int8_engine_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside other weights than it was built from, the int8 engine is ignored (the checkpoint runs instead)."""
+    import shutil
+
+    from streampose.api import shipped_int8
+    from streampose.backends import meta as m
+
+    name, preset = models.DEFAULT, models.PRESETS[models.DEFAULT]
+    engine, other = preset.int8(name), models.PRESETS[models.DETECTOR].weights(models.DETECTOR)
+    for f in [*m.engine_files(engine), m.meta_path(engine), preset.weights(name)]:
+        shutil.copy(f, tmp_path)
+    monkeypatch.setattr(models, "HERE", tmp_path)
+    assert shipped_int8(name) == tmp_path / engine.name
+    shutil.copy(other, tmp_path / f"{name}.pt")  # other weights than the engine's
+    assert shipped_int8(name) is None
+    assert shipped_int8("no-such-model") is None

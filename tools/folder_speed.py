@@ -7,8 +7,10 @@ Links the images into a temporary folder and times, in one run: the runtime alon
 folder with the models already open, from the first image read to the last result: images/s), the same with
 one look per person (`--no-refine`), with no candidate beyond the people asked for (`--candidates 0`), with
 the detector run on one image at a time (`runtime.SCENES_AT_ONCE` = 1, as before images waiting were detected
-together), and the whole command (`streampose run FOLDER --publish none --keypoints
-k.jsonl`, start-up and model loading included), each a median of `--rounds`.
+together), with the pose model in the precision `auto` did not choose (bf16 or int8: `openvino_backend.fastest`),
+and the whole command (`streampose run FOLDER --publish none --keypoints
+k.jsonl`, start-up and model loading included) and the same on the folder's first image alone (start-up), each
+a median of `--rounds`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from streampose import models, runtime
-from streampose.api import PoseEstimator
+from streampose import backends, models, runtime
+from streampose.api import PoseEstimator, model_file, shipped_int8
+from streampose.backends import Backend, fastest_cpu_precision
+from streampose.backends.openvino_backend import cpu_supports, ir_of_file
 from streampose.detector import open_detector
 from streampose.runtime import PoseStream
 
@@ -54,15 +59,21 @@ def main(argv: list[str] | None = None) -> int:
                                                "  detector, 1 image a call": {}}
         inner: dict[str, list[float]] = {v: [] for v in variants}
         at_once = runtime.SCENES_AT_ONCE
-        whole = []
+        whole: list[float] = []
         with PoseEstimator(args.model, backend=args.backend, jobs=0) as est, \
-                open_detector(backend=args.backend) as det:
+                open_detector(backend=args.backend) as det, ExitStack() as other:
             used = (f"{est.backend.info.name} {est.backend.info.precision}; detector {det.backend.info.name} "
                     f"{det.backend.info.precision}")
+            estimators = {what: est for what in variants}
+            if (alternative := _alternative(args.model, args.backend, est.backend.info.precision)) is not None:
+                what = f"  pose model in {alternative.info.precision}"
+                variants[what] = {}
+                estimators[what] = other.enter_context(PoseEstimator(backend=alternative))
+                inner[what] = []
             for r in range(args.rounds + 1):  # the first pass warms both models up
                 for what, options in variants.items():  # interleaved: all see the same machine
                     runtime.SCENES_AT_ONCE = 1 if "1 image a call" in what else at_once
-                    with PoseStream(str(folder), estimator=est, detector=det, people=args.people,
+                    with PoseStream(str(folder), estimator=estimators[what], detector=det, people=args.people,
                                     **options) as stream:
                         t0 = time.perf_counter()
                         n = sum(1 for _ in stream)
@@ -70,16 +81,29 @@ def main(argv: list[str] | None = None) -> int:
                             inner[what].append(n / (time.perf_counter() - t0))
             runtime.SCENES_AT_ONCE = at_once
         exe = Path(sys.executable).parent / "streampose"
+        start: list[float] = []
         for _ in range(args.rounds):
-            t0 = time.perf_counter()
-            subprocess.run([str(exe), "run", str(folder), "--publish", "none", "--people", str(args.people),
-                            "--backend", args.backend, "--model", args.model, "--keypoints",
-                            str(Path(tmp) / "k.jsonl")], check=True, capture_output=True)
-            whole.append(args.images / (time.perf_counter() - t0))
+            for path in (folder, folder / "im08501.jpg"):
+                t0 = time.perf_counter()
+                subprocess.run([str(exe), "run", str(path), "--publish", "none", "--people", str(args.people),
+                                "--backend", args.backend, "--model", args.model, "--keypoints",
+                                str(Path(tmp) / "k.jsonl")], check=True, capture_output=True)
+                (whole if path == folder else start).append(time.perf_counter() - t0)
     print(f"{args.images} full images, --people {args.people}, {args.model}: {used}")
-    for what, rates in [*inner.items(), ("whole command", whole)]:
+    for what, rates in [*inner.items(), ("whole command", [args.images / t for t in whole])]:
         print(f"  {what:<32} {statistics.median(rates):.1f} images/s  (rounds {', '.join(f'{v:.1f}' for v in rates)})")
+    print(f"  {'  the command on one image':<32} {statistics.median(start):.2f} s  (start-up and one image)")
     return 0
+
+
+def _alternative(model: str, backend: str, chosen: str) -> Backend | None:
+    """The shipped model's other CPU engine (bf16/fp32 or its shipped int8) than `auto` chose, opened as the
+    runtime opens it (jobs=0); None where there is no choice."""
+    if backend != "auto" or (int8 := shipped_int8(model)) is None or not cpu_supports("int8"):
+        return None
+    if chosen == "int8":
+        return backends.create("openvino", ir_of_file(model_file(model)), precision=fastest_cpu_precision(), jobs=0)
+    return backends.create("openvino", int8, jobs=0)
 
 
 if __name__ == "__main__":

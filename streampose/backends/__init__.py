@@ -3,7 +3,8 @@
 `create(name, model)` takes a loaded checkpoint or the path of an engine built by `streampose build`
 (`.onnx`, `.xml` OpenVINO IR, `.plan` TensorRT, `.ep` torch-tensorrt). `auto` picks the fastest
 backend that works here: TensorRT for a TensorRT engine, OpenVINO on the CPU (bf16 where the CPU
-has it), torch otherwise.
+has it; for a shipped model by name, its shipped int8 engine where that is faster here:
+`streampose.api.open_backend`), torch otherwise.
 """
 
 from __future__ import annotations

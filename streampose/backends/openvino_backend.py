@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import threading
+import time
 import warnings
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -63,7 +66,12 @@ def cache_dir() -> Path:
 
 def converted(model: Checkpoint) -> Path:
     """The checkpoint as OpenVINO IR, converted once (about half a minute) and then reused from the
-    cache, keyed on the weights, the config and the OpenVINO version; checked like any engine."""
+    cache, keyed on the weights, the config and the OpenVINO version; checked like any engine.
+
+    Several processes may start on a fresh cache at once (`streampose batch --workers N`): one converts, under a
+    lock, into a folder of its own and moves the files into place, metadata last; the others wait for it and
+    read its IR. A reader never sees half a file, and a conversion cut short leaves no metadata, so the next
+    start converts again."""
     ov = _openvino()
     h = hashlib.sha256(json.dumps([model.config.to_dict(), model.joints.name, ov.__version__]).encode())
     for k, v in sorted(model.state_dict.items()):
@@ -71,22 +79,33 @@ def converted(model: Checkpoint) -> Path:
         h.update(v.detach().float().contiguous().numpy().tobytes())
     key = h.hexdigest()
     path = cache_dir() / "openvino" / f"{model.metadata.get('name', 'model')}-{key[:16]}.xml"
-    if path.is_file() and m.meta_path(path).is_file():
+    if m.meta_path(path).is_file():
         m.read(path)
         return path
+    import fcntl
+
     import torch
 
-    s = model.config.input_size
-    with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns of its own deprecation
-        warnings.simplefilter("ignore", DeprecationWarning)
-        graph = ov.convert_model(model.build(), example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(graph, os.fspath(path), compress_to_fp16=False)
-    meta = m.EngineMeta(target="openvino", precision="fp32", config=model.config, joints=model.joints,
-                        normalization=model.normalization, max_batch=64, opt_batch=1,
-                        source={"name": model.metadata.get("name"), "weights_sha256": key},
-                        versions={"openvino": ov.__version__})
-    m.write(path, meta)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if m.meta_path(path).is_file():  # another process converted it while this one waited
+            m.read(path)
+            return path
+        s = model.config.input_size
+        with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns of its own deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            graph = ov.convert_model(model.build(), example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            staged = Path(tmp) / path.name
+            ov.save_model(graph, os.fspath(staged), compress_to_fp16=False)
+            meta = m.EngineMeta(target="openvino", precision="fp32", config=model.config, joints=model.joints,
+                                normalization=model.normalization, max_batch=64, opt_batch=1,
+                                source={"name": model.metadata.get("name"), "weights_sha256": key},
+                                versions={"openvino": ov.__version__})
+            m.write(staged, meta)
+            for f in [*m.engine_files(staged), m.meta_path(staged)]:
+                os.replace(f, path.parent / f.name)
     return path
 
 
@@ -216,3 +235,72 @@ class OpenVinoBackend(Backend):
             job.request.start_async({0: job.batch}, share_inputs=True)
             self._last[k] = job
         return job
+
+
+CHOICE_BATCH = 4
+"""Crops per timed batch when choosing an engine: the runtime's batches hold 2-8."""
+PREFER = 1.1
+"""How much faster than the first (preferred, most accurate) engine another must run to be chosen."""
+
+
+def fastest(engines: Sequence[tuple[Path, str]], jobs: int = 1, threads: int = 0) -> OpenVinoBackend:
+    """The fastest on this CPU of these engines (IR, precision; the first preferred), opened.
+
+    Which one is fastest is a property of the CPU that no simple rule gives: the pose model in int8 runs 1.4x its
+    bf16 speed in the runtime on an AMD EPYC (AVX512-VNNI and -BF16), and 2.5x slower than bf16 on a Xeon with AMX
+    (README). So each engine that this CPU runs natively is timed once, in turns, on a batch of `CHOICE_BATCH`
+    crops, and the choice is kept in the cache, keyed on the CPU, OpenVINO, the engines' files and `jobs`: later
+    starts open only the chosen one. Another engine than the first must be `PREFER` times faster."""
+    usable = [(path, precision) for path, precision in engines if cpu_supports(precision)]
+    if not usable:
+        raise BackendUnavailable(f"openvino backend: this CPU runs none of {', '.join(p for _, p in engines)}")
+    if len(usable) == 1:
+        return OpenVinoBackend(usable[0][0], usable[0][1], threads=threads, jobs=jobs)
+    cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))
+    key = hashlib.sha256(json.dumps([cpu, _openvino().__version__, jobs, threads,
+                                     [[m.read(p, verify_files=False).files, prec] for p, prec in usable]]).encode())
+    record = cache_dir() / "openvino" / "choices" / f"{key.hexdigest()[:32]}.json"
+    try:
+        path, precision = usable[int(json.loads(record.read_text())["chosen"])]
+        return OpenVinoBackend(path, precision, threads=threads, jobs=jobs)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass  # not chosen on this machine yet (or a damaged record): time them
+    opened: list[OpenVinoBackend] = []
+    try:
+        for path, precision in usable:
+            opened.append(OpenVinoBackend(path, precision, threads=threads, jobs=jobs))
+        ms = _timed(opened)
+    except BaseException:
+        for backend in opened:
+            backend.close()
+        raise
+    chosen = min(range(1, len(ms)), key=ms.__getitem__)
+    chosen = chosen if ms[chosen] * PREFER <= ms[0] else 0
+    for k, backend in enumerate(opened):
+        if k != chosen:
+            backend.close()
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        timed = [{"engine": p.name, "precision": prec, "ms": round(t, 3)}
+                 for (p, prec), t in zip(usable, ms, strict=True)]
+        tmp.write_text(json.dumps({"chosen": chosen, "cpu": cpu, "batch": CHOICE_BATCH, "engines": timed}))
+        os.replace(tmp, record)
+    except OSError:  # a read-only cache: the next start times them again
+        pass
+    return opened[chosen]
+
+
+def _timed(backends: Sequence[OpenVinoBackend], rounds: int = 5) -> list[float]:
+    """Each backend's best time (ms) for a batch of `CHOICE_BATCH` crops, taken in turns so that a machine busy
+    with something else slows all of them alike."""
+    s = backends[0].info.input_size
+    batch = np.random.default_rng(0).standard_normal((CHOICE_BATCH, 3, s, s)).astype(np.float32)
+    best = [float("inf")] * len(backends)
+    for r in range(rounds + 2):  # the first two rounds warm up
+        for k, backend in enumerate(backends):
+            t0 = time.perf_counter()
+            backend.infer(batch)
+            if r >= 2:
+                best[k] = min(best[k], (time.perf_counter() - t0) * 1e3)
+    return best

@@ -24,6 +24,11 @@ class Preset:
     def weights(self, name: str) -> Path:
         return HERE / f"{name}.pt"
 
+    def int8(self, name: str) -> Path:
+        """The OpenVINO int8 engine built from the shipped weights, where one ships: it needs calibration data a
+        user does not have (`streampose build NAME --target openvino --precision int8 -o models/NAME-int8.xml`)."""
+        return HERE / f"{name}-int8.xml"
+
 
 _K = len(LSP14)
 PRESETS: dict[str, Preset] = {
