@@ -231,6 +231,27 @@ def test_bad_sources_fail_at_once(tmp_path: Path) -> None:
         open_source("9")
 
 
+def test_a_bad_model_or_detector_fails_the_start_and_leaves_the_other_closed(messi: Path, tmp_path: Path,
+                                                                            estimator: streampose.PoseEstimator
+                                                                            ) -> None:
+    """The pose model and the detector open side by side (`runtime._open_models`): either one's error is what the
+    start raises, whichever finished first; a caller's estimator stays open and usable."""
+    import cv2
+
+    from streampose.checkpoint import CheckpointError
+
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(CheckpointError, match=r"person detector: .*missing\.pt"):
+        PoseStream(str(messi), detector=missing)
+    with pytest.raises(CheckpointError, match=r"missing\.pt"):
+        PoseStream(str(messi), model=missing)
+    with pytest.raises(CheckpointError, match="person detector"):
+        PoseStream(str(messi), estimator=estimator, detector=missing)
+    assert len(estimator.estimate([cv2.imread(str(messi))])) == 1  # still open
+    with PoseStream(str(messi), estimator=estimator, crop="center", detector=missing) as stream:
+        assert stream.detector is None and len(list(stream)) == 1  # no detector needed: none opened
+
+
 def test_stats_and_timing_of_video_sources(clips: tuple[Path, Path]) -> None:
     with open_source(clips[0]) as src:
         info = src.info
