@@ -237,8 +237,10 @@ class OpenVinoBackend(Backend):
         return job
 
 
-CHOICE_BATCH = 4
-"""Crops per timed batch when choosing an engine: the runtime's batches hold 2-8."""
+CHOICE_BATCHES = (1, 3, 8, 2, 6, 4)
+"""The batches timed when choosing an engine: sizes vary in the runtime (1-8 crops), and an engine fast at one
+fixed size need not be fast across them (int8 on a Xeon with AMX: faster than bf16 in the model-only bench at
+batch 4-8, 2.5x slower in the runtime)."""
 PREFER = 1.1
 """How much faster than the first (preferred, most accurate) engine another must run to be chosen."""
 
@@ -248,9 +250,10 @@ def fastest(engines: Sequence[tuple[Path, str]], jobs: int = 1, threads: int = 0
 
     Which one is fastest is a property of the CPU that no simple rule gives: the pose model in int8 runs 1.4x its
     bf16 speed in the runtime on an AMD EPYC (AVX512-VNNI and -BF16), and 2.5x slower than bf16 on a Xeon with AMX
-    (README). So each engine that this CPU runs natively is timed once, in turns, on a batch of `CHOICE_BATCH`
-    crops, and the choice is kept in the cache, keyed on the CPU, OpenVINO, the engines' files and `jobs`: later
-    starts open only the chosen one. Another engine than the first must be `PREFER` times faster."""
+    (README). So each engine that this CPU runs natively is timed once, in turns, on batches of the sizes the
+    runtime sends (`CHOICE_BATCHES`), and the choice is kept in the cache, keyed on the CPU, OpenVINO, the
+    engines' files and `jobs`: later starts open only the chosen one. Another engine than the first must be
+    `PREFER` times faster."""
     usable = [(path, precision) for path, precision in engines if cpu_supports(precision)]
     if not usable:
         raise BackendUnavailable(f"openvino backend: this CPU runs none of {', '.join(p for _, p in engines)}")
@@ -284,23 +287,24 @@ def fastest(engines: Sequence[tuple[Path, str]], jobs: int = 1, threads: int = 0
         tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
         timed = [{"engine": p.name, "precision": prec, "ms": round(t, 3)}
                  for (p, prec), t in zip(usable, ms, strict=True)]
-        tmp.write_text(json.dumps({"chosen": chosen, "cpu": cpu, "batch": CHOICE_BATCH, "engines": timed}))
+        tmp.write_text(json.dumps({"chosen": chosen, "cpu": cpu, "batches": CHOICE_BATCHES, "engines": timed}))
         os.replace(tmp, record)
     except OSError:  # a read-only cache: the next start times them again
         pass
     return opened[chosen]
 
 
-def _timed(backends: Sequence[OpenVinoBackend], rounds: int = 5) -> list[float]:
-    """Each backend's best time (ms) for a batch of `CHOICE_BATCH` crops, taken in turns so that a machine busy
-    with something else slows all of them alike."""
+def _timed(backends: Sequence[OpenVinoBackend], rounds: int = 3) -> list[float]:
+    """Each backend's best time (ms) for the batches of `CHOICE_BATCHES`, one after the other, taken in turns so
+    that a machine busy with something else slows all of them alike; the first round warms up."""
     s = backends[0].info.input_size
-    batch = np.random.default_rng(0).standard_normal((CHOICE_BATCH, 3, s, s)).astype(np.float32)
+    crops = np.random.default_rng(0).standard_normal((max(CHOICE_BATCHES), 3, s, s)).astype(np.float32)
     best = [float("inf")] * len(backends)
-    for r in range(rounds + 2):  # the first two rounds warm up
+    for r in range(rounds + 1):
         for k, backend in enumerate(backends):
             t0 = time.perf_counter()
-            backend.infer(batch)
-            if r >= 2:
+            for n in CHOICE_BATCHES:
+                backend.infer(crops[:n])
+            if r:
                 best[k] = min(best[k], (time.perf_counter() - t0) * 1e3)
     return best
