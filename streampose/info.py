@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 from typing import Any
@@ -59,6 +60,20 @@ def gpus() -> list[dict[str, Any]]:
     return out
 
 
+def engine_choices() -> list[dict[str, Any]]:
+    """The engines `auto` chose on this machine where a model ships more than one (`openvino_backend.fastest`),
+    with their timings: what a run here uses, without timing anything now."""
+    from streampose.backends.openvino_backend import cache_dir
+
+    out = []
+    for record in sorted((cache_dir() / "openvino" / "choices").glob("*.json")):
+        try:
+            out.append(json.loads(record.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def report() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -68,6 +83,7 @@ def report() -> dict[str, Any]:
         "cpu": cpu(),
         "gpus": gpus(),
         "models": {name: name in models.shipped() for name in models.PRESETS},
+        "engine_choices": engine_choices(),
     }
 
 
@@ -82,4 +98,14 @@ def format_report(r: dict[str, Any]) -> str:
                                           for g in r["gpus"]) or "none visible to torch"))
     lines.append("models      " + ", ".join(f"{k} {'installed' if v else 'not trained yet'}"
                                           for k, v in r["models"].items()))
+    for choice in r["engine_choices"] or [None]:
+        if choice is None:
+            lines.append("auto        no engine choice timed yet (a shipped model's first run times its engines)")
+            continue
+        timed = [f"{e['precision']} {e['ms']:.1f} ms" for e in choice["engines"]]
+        chosen = choice["engines"][choice["chosen"]]
+        how = {0: "files: batches side by side", 1: "live: one batch at a time"}.get(choice.get("jobs"), "")
+        threads = f", {choice['threads']} thread{'s' * (choice['threads'] > 1)}" if choice.get("threads") else ""
+        lines.append(f"auto        runs {chosen['engine']} ({chosen['precision']}): {' vs '.join(timed)} on "
+                     f"{choice['cpu']} ({how or 'jobs ' + str(choice.get('jobs'))}{threads})")
     return "\n".join(lines)

@@ -117,7 +117,8 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--max-frames", type=at.count, default=0, help="stop after this many poses in all (0: all)")
     r.add_argument("--json", action="store_true", help="print each pose as a JSON line (the JSON wire map)")
     r.add_argument("-v", "--verbose", action="store_true",
-                   help="at the end, list each file of a folder that was skipped or damaged, and why")
+                   help="say which engine runs each model (auto's choice differs between CPUs) and, at the end, "
+                        "list each file of a folder that was skipped or damaged, and why")
     r.set_defaults(func=cmd_run)
 
 
@@ -180,6 +181,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, specs: list[str], stream: PoseStream, viewer: Viewer | None) -> int:
     table = not args.json and all(i.frames == 1 and not i.live for i in stream.infos.values())
+    if args.verbose:  # auto's choice differs between machines (bf16 or int8: `openvino_backend.fastest`)
+        engines = [f"{args.model} on {stream.estimator.backend.info.name} {stream.estimator.backend.info.precision}"]
+        if stream.detector is not None:
+            b = stream.detector.backend.info
+            engines.append(f"detector {args.detector} on {b.name} {b.precision}")
+        print(f"streampose run: {', '.join(engines)}", file=sys.stderr)
     with stream:
         for n, result in enumerate(stream, 1):
             if args.json:

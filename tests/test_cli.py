@@ -25,6 +25,36 @@ def test_info_json() -> None:
     assert set(info["models"]) >= {"hg2-lite", "hg2"}
 
 
+def test_run_verbose_names_the_engines_and_info_shows_autos_choice(messi: Path, tmp_path: Path) -> None:
+    """Which engine `auto` runs differs between CPUs (bf16 or the shipped int8): `run -v` says which ran, and `info`
+    shows the choice recorded on this machine (nothing before a first run, in a fresh cache). The fresh cache also
+    makes this a user's first run: both models are converted while they open side by side, and conversions take
+    turns (torch.jit's tracing is global; without the lock this run failed 3 times in 3)."""
+    import os
+    import subprocess
+    import sys
+
+    from streampose.backends.openvino_backend import cpu_supports
+
+    env = {**os.environ, "STREAMPOSE_CACHE": str(tmp_path)}
+    before = subprocess.run([sys.executable, "-m", "streampose", "info"], env=env, capture_output=True, text=True)
+    assert before.returncode == 0 and "no engine choice timed yet" in before.stdout, before.stderr
+    r = subprocess.run([sys.executable, "-m", "streampose", "run", str(messi), "--publish", "none", "-v"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stderr.splitlines() if " on openvino " in x)
+    precision = line.split("hg2-lite on openvino ")[1].split(",")[0]
+    assert "detector person-det on openvino" in line
+    after = subprocess.run([sys.executable, "-m", "streampose", "info", "--json"], env=env, capture_output=True,
+                           text=True)
+    choices = json.loads(after.stdout)["engine_choices"]
+    if not cpu_supports("int8"):
+        assert choices == [] and precision in ("bf16", "fp32")
+        return
+    (choice,) = choices
+    assert choice["engines"][choice["chosen"]]["precision"] == precision and choice["jobs"] == 0  # a file: throughput
+
+
 def test_run_on_image_prints_keypoints(messi: Path) -> None:
     r = sp("run", str(messi), "--untrained", "--json")
     assert r.returncode == 0, r.stderr

@@ -64,6 +64,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STREAMPOSE_CACHE", Path.home() / ".cache" / "streampose"))
 
 
+_TRACING = threading.Lock()
+
+
 def converted(model: Checkpoint) -> Path:
     """The checkpoint as OpenVINO IR, converted once (about half a minute) and then reused from the
     cache, keyed on the weights, the config and the OpenVINO version; checked like any engine.
@@ -93,7 +96,9 @@ def converted(model: Checkpoint) -> Path:
             m.read(path)
             return path
         s = model.config.input_size
-        with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns of its own deprecation
+        # OpenVINO traces with torch.jit, whose tracing state is global: two threads tracing at once (the runtime
+        # opens the detector beside the pose model) corrupt each other's graphs
+        with _TRACING, warnings.catch_warnings():  # torch.jit also warns of its own deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
             graph = ov.convert_model(model.build(), example_input=torch.zeros(2, 3, s, s), input=[(-1, 3, s, s)])
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
@@ -287,7 +292,8 @@ def fastest(engines: Sequence[tuple[Path, str]], jobs: int = 1, threads: int = 0
         tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
         timed = [{"engine": p.name, "precision": prec, "ms": round(t, 3)}
                  for (p, prec), t in zip(usable, ms, strict=True)]
-        tmp.write_text(json.dumps({"chosen": chosen, "cpu": cpu, "batches": CHOICE_BATCHES, "engines": timed}))
+        tmp.write_text(json.dumps({"chosen": chosen, "cpu": cpu, "jobs": jobs, "threads": threads,
+                                   "batches": CHOICE_BATCHES, "engines": timed}))
         os.replace(tmp, record)
     except OSError:  # a read-only cache: the next start times them again
         pass
