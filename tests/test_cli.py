@@ -195,7 +195,8 @@ def test_a_folder_run_counts_what_it_skipped_and_keeps_decoder_noise_off_the_ter
     (folder / "notes.txt").write_text("not a picture")
     r = sp("run", str(folder), "--backend", "torch", "--crop", "center", "-v")
     assert r.returncode == 0, r.stderr
-    lines = r.stderr.splitlines()
+    engines, *lines = r.stderr.splitlines()
+    assert engines == "streampose run: hg2-lite on torch fp32"  # -v names the engines first (no detector: center)
     assert all(line.startswith("streampose") for line in lines), r.stderr  # libjpeg's line was printed alone
     assert lines[0].startswith(f"streampose run: s0 ({folder}): 2 frames at ") and "latency" not in lines[0]
     assert lines[0].endswith("; 1 file damaged, decoded as far as possible (Premature end of JPEG file)"
