@@ -264,8 +264,9 @@ def fastest(engines: Sequence[tuple[Path, str]], jobs: int = 1, threads: int = 0
         raise BackendUnavailable(f"openvino backend: this CPU runs none of {', '.join(p for _, p in engines)}")
     if len(usable) == 1:
         return OpenVinoBackend(usable[0][0], usable[0][1], threads=threads, jobs=jobs)
-    cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))
-    key = hashlib.sha256(json.dumps([cpu, _openvino().__version__, jobs, threads,
+    cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))  # a VM may name only the family ("AMD EPYC"): add
+    caps = sorted(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))  # what it computes, and the cores
+    key = hashlib.sha256(json.dumps([cpu, caps, os.cpu_count(), _openvino().__version__, jobs, threads,
                                      [[m.read(p, verify_files=False).files, prec] for p, prec in usable]]).encode())
     record = cache_dir() / "openvino" / "choices" / f"{key.hexdigest()[:32]}.json"
     try:
