@@ -68,9 +68,13 @@ def engine_choices() -> list[dict[str, Any]]:
     out = []
     for record in sorted((cache_dir() / "openvino" / "choices").glob("*.json")):
         try:
-            out.append(json.loads(record.read_text()))
-        except (OSError, ValueError):
-            continue
+            choice = json.loads(record.read_text())
+            shown = "engine" in choice["engines"][choice["chosen"]] and "cpu" in choice and all(
+                isinstance(e["precision"], str) and isinstance(e["ms"], int | float) for e in choice["engines"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            shown = False
+        if shown:  # a damaged or foreign record is left out (`fastest` times the engines again for it)
+            out.append(choice)
     return out
 
 
@@ -98,10 +102,9 @@ def format_report(r: dict[str, Any]) -> str:
                                           for g in r["gpus"]) or "none visible to torch"))
     lines.append("models      " + ", ".join(f"{k} {'installed' if v else 'not trained yet'}"
                                           for k, v in r["models"].items()))
-    for choice in r["engine_choices"] or [None]:
-        if choice is None:
-            lines.append("auto        no engine choice timed yet (a shipped model's first run times its engines)")
-            continue
+    if not r["engine_choices"]:
+        lines.append("auto        no engine choice timed yet (a shipped model's first run times its engines)")
+    for choice in r["engine_choices"]:
         timed = [f"{e['precision']} {e['ms']:.1f} ms" for e in choice["engines"]]
         chosen = choice["engines"][choice["chosen"]]
         how = {0: "files: batches side by side", 1: "live: one batch at a time"}.get(choice.get("jobs"), "")

@@ -37,8 +37,11 @@ def test_run_verbose_names_the_engines_and_info_shows_autos_choice(messi: Path, 
     from streampose.backends.openvino_backend import cpu_supports
 
     env = {**os.environ, "STREAMPOSE_CACHE": str(tmp_path)}
+    (tmp_path / "openvino" / "choices").mkdir(parents=True)
+    (tmp_path / "openvino" / "choices" / "damaged.json").write_text('{"chosen": 0}')  # left out, not a crash
     before = subprocess.run([sys.executable, "-m", "streampose", "info"], env=env, capture_output=True, text=True)
     assert before.returncode == 0 and "no engine choice timed yet" in before.stdout, before.stderr
+    (tmp_path / "openvino" / "choices" / "damaged.json").unlink()
     r = subprocess.run([sys.executable, "-m", "streampose", "run", str(messi), "--publish", "none", "-v"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
