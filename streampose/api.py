@@ -62,6 +62,17 @@ def shipped_int8(name: str | os.PathLike[str]) -> Path | None:
     return engine if built_from == meta.sha256(preset.weights(os.fspath(name))) else None
 
 
+def cpu_engines(model: str | os.PathLike[str]) -> list[tuple[Path, str]]:
+    """The OpenVINO engines (IR, precision) that `auto` chooses among on the CPU for a model by name or checkpoint
+    path, the preferred first: its IR in bf16 (fp32 where the CPU lacks it), then its shipped int8 engine."""
+    from streampose.backends.openvino_backend import ir_of_file
+
+    engines = [(ir_of_file(model_file(model)), backends.fastest_cpu_precision())]
+    if (int8 := shipped_int8(model)) is not None:
+        engines.append((int8, "int8"))
+    return engines
+
+
 def load_model(
     path_or_name: str | os.PathLike[str] = models.DEFAULT,
     joints: JointSet | str | None = None,
@@ -95,13 +106,9 @@ def open_backend(model: Checkpoint | str | os.PathLike[str] = models.DEFAULT, ba
         from streampose.backends.openvino_backend import fastest, ir_of_file
 
         try:
-            checkpoint = model_file(model)
             if backend == "openvino":
-                return backends.create("openvino", ir_of_file(checkpoint), jobs=jobs, threads=threads)
-            engines = [(ir_of_file(checkpoint), backends.fastest_cpu_precision())]
-            if (int8 := shipped_int8(model)) is not None:
-                engines.append((int8, "int8"))
-            return fastest(engines, jobs=jobs, threads=threads)
+                return backends.create("openvino", ir_of_file(model_file(model)), jobs=jobs, threads=threads)
+            return fastest(cpu_engines(model), jobs=jobs, threads=threads)
         except BackendUnavailable:
             if backend == "openvino":
                 raise

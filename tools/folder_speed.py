@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from streampose import backends, models, runtime
-from streampose.api import PoseEstimator, model_file, shipped_int8
-from streampose.backends import Backend, fastest_cpu_precision
-from streampose.backends.openvino_backend import cpu_supports, ir_of_file
+from streampose.api import PoseEstimator, cpu_engines
+from streampose.backends import Backend
+from streampose.backends.openvino_backend import cpu_supports
 from streampose.detector import open_detector
 from streampose.runtime import PoseStream
 
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _alternative(model: str, backend: str, chosen: str) -> Backend | None:
-    """The shipped model's other CPU engine (bf16/fp32 or its shipped int8) than `auto` chose, opened as the
-    runtime opens it (jobs=0); None where there is no choice."""
-    if backend != "auto" or (int8 := shipped_int8(model)) is None or not cpu_supports("int8"):
+    """The model's CPU engine that `auto` did not choose (`api.cpu_engines`: bf16/fp32 or the shipped int8), opened
+    as the runtime opens it (jobs=0); None where there is no choice."""
+    engines = [(path, precision) for path, precision in cpu_engines(model) if cpu_supports(precision)]
+    others = [(path, precision) for path, precision in engines if precision != chosen]
+    if backend != "auto" or len(engines) < 2 or not others:
         return None
-    if chosen == "int8":
-        return backends.create("openvino", ir_of_file(model_file(model)), precision=fastest_cpu_precision(), jobs=0)
-    return backends.create("openvino", int8, jobs=0)
+    return backends.create("openvino", others[0][0], precision=others[0][1], jobs=0)
 
 
 if __name__ == "__main__":
