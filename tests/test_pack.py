@@ -71,6 +71,28 @@ def test_a_jittered_crop_keeps_its_targets_on_its_image() -> None:
     assert checked > 50
 
 
+def test_a_low_resolution_sample_keeps_its_targets_and_loses_its_detail() -> None:
+    """`Augment.low_res` blurs the crop as a small, far person looks, without moving it: the same sample's
+    targets are those of the full-resolution recipe, its dots are smeared, and recipes without it draw the same
+    samples as before it existed."""
+    images, joints = dots(4)
+    sharp_aug = Augment(color=0.0)
+    low_aug = Augment(color=0.0, low_res=1.0, low_res_side=(32.0, 32.0))
+    for seed in range(20):
+        plain, small = crop_params(np.random.default_rng(seed), Augment()), crop_params(
+            np.random.default_rng(seed), Augment.small())
+        assert plain[:5] == small[:5] and np.array_equal(plain[5], small[5]) and plain[6] == 0.0
+    assert {crop_params(np.random.default_rng(s), Augment.small())[6] > 0 for s in range(20)} == {True, False}
+    sharp = PoseBatches(images, joints, LSP14, 110.0, 128, Normalization(), sharp_aug, seed=3)
+    low = PoseBatches(images, joints, LSP14, 110.0, 128, Normalization(), low_aug, seed=3)
+    for i in range(4):
+        a, b = sharp([(0, i)]), low([(0, i)])
+        assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])  # targets and weights
+        edges = [float((x[0][..., 1:] - x[0][..., :-1]).abs().sum()) for x in (a, b)]
+        assert edges[1] < 0.8 * edges[0], edges  # the dots' edges are smeared
+        assert abs(float(b[0].mean() - a[0].mean())) < 0.05  # light is kept
+
+
 def test_a_flip_swaps_left_and_right() -> None:
     images, joints = dots(1)
     plain = PoseBatches(images, joints, LSP14, 128.0, 128, Normalization(), Augment.none())
@@ -171,7 +193,8 @@ def test_pack_train_eval_end_to_end(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = subprocess.run([*sp, "train", "--data", f"pack:{pack}", "--config", "hg2-lite", "--epochs", "50",
                         "--lr-drops", "40", "--batch", "8", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
-                        "--time-budget", "12", "--swap-after", "0", "--val-every", "50", "--device", "cpu"],
+                        "--time-budget", "12", "--swap-after", "0", "--val-every", "50", "--device", "cpu",
+                        "--augment", "small"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "epochs fit 12 s" in r.stderr
@@ -179,9 +202,10 @@ def test_pack_train_eval_end_to_end(data: Path, tmp_path: Path) -> None:
     swaps = [e for e in log if e["kind"] == "swap"]
     assert swaps and all(e["samples"] == 16 for e in swaps)
     assert [e for e in log if e["kind"] == "val"][-1]["report"]["images"] > 0
-    e = subprocess.run([*sp, "eval", str(out / "last.pt"), "--data", f"lsp:{data}/lspet@8501-8508"],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert e.returncode == 0 and "limbs (12)" in e.stdout, e.stderr[-2000:]
+    e = subprocess.run([*sp, "eval", str(out / "last.pt"), "--data", f"lsp:{data}/lspet@8501-8508", "--small", "48",
+                        "--json", str(tmp_path / "e.json")], cwd=ROOT, capture_output=True, text=True)
+    assert e.returncode == 0 and "limbs (12)" in e.stdout and "small (48 px)" in e.stdout, e.stderr[-2000:]
+    assert json.loads((tmp_path / "e.json").read_text())["small"]["small"] == 48
     # shipped, the card measures on the real images the pack was made from, not on the pack's copies
     from train.ship import ship
 

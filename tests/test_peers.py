@@ -99,6 +99,21 @@ def test_peer_gets_our_crop_and_landmarks_map_back(tools: SimpleNamespace) -> No
     np.testing.assert_allclose(tools.runner.crop_to_image(crop_pts, item["affine"]), pts, atol=1e-9)
 
 
+def test_a_peer_sees_a_small_person_with_the_pixels_ours_sees(tools: SimpleNamespace) -> None:
+    """The small protocol: the item says how far to shrink the image (our crop -> --small px), and the runner's
+    shrinking (in the peer's venv, without streampose) gives the pixels `train.evaluate.shrunk` gives ours."""
+    from train.evaluate import shrunk
+
+    ds = Dataset("fake", LSP14, [Annotation(Path("a.jpg"), np.zeros((14, 3), np.float32), (120.5, 80.0), 0.8)])
+    item = tools.compare.peer_items(ds, 256, small=64)[0]
+    assert item["shrink"] == pytest.approx(64 / 160) and "shrink" not in tools.compare.peer_items(ds, 256)[0]
+    img = np.random.default_rng(0).integers(0, 256, (150, 230, 3), dtype=np.uint8)
+    ours, theirs = shrunk(img, 0.8, 64), tools.runner.shrunk(img, item["shrink"])
+    assert ours.shape == img.shape and np.array_equal(ours, theirs)
+    assert np.abs(np.diff(ours.astype(float), axis=1)).mean() < 0.5 * np.abs(np.diff(img.astype(float), axis=1)).mean()
+    assert tools.runner.shrunk(img, 1.5) is img and shrunk(img, 0.2, 64) is img  # never enlarged
+
+
 def test_runner_landmarks_to_pixel_centres(tools: SimpleNamespace) -> None:
     lm = [SimpleNamespace(x=0.5, y=0.25, visibility=0.8)] * 33
     out = tools.runner.landmarks_px(SimpleNamespace(pose_landmarks=SimpleNamespace(landmark=lm)), 256, 128)

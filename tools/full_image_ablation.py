@@ -3,17 +3,20 @@ paired difference: what an ablation row of the README says, with its interval.
 
     python tools/full_image_ablation.py --variants track+detect:0 track+detect:1
     python tools/full_image_ablation.py --variants detect:0 auto:0 auto:1 --model hg2
+    python tools/full_image_ablation.py --variants auto --model hg2-lite runs/new/last.pt   # new weights, paired
 
 A variant is CROP[:CANDIDATES], as `streampose eval --full-image --crop CROP --candidates N` takes them (auto: the
 detector, candidates and second looks, as `streampose run` on images; track+detect: a video's first frame, the
 tracker's detection and one look; detect: auto with one look; center: the paper's centred crop). Prints PCK@0.2
 limbs of each on LSPET 8501-9000 and LSP 901-1000 and each variant's difference from the first with its 95 %
-paired bootstrap interval (`train.evaluate.paired_bootstrap`). Torch fp32 by default, as the README's figures.
+paired bootstrap interval (`train.evaluate.paired_bootstrap`); with several `--model`s, every model in every
+variant, each against the first model's first variant. Torch fp32 by default, as the README's figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -40,26 +43,31 @@ def variant(text: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", type=variant, required=True, metavar="CROP[:N]")
-    ap.add_argument("--model", default=models.DEFAULT, help="pose model (default: %(default)s)")
+    ap.add_argument("--model", nargs="+", default=[models.DEFAULT],
+                    help="pose models, names or checkpoints (default: %(default)s)")
     ap.add_argument("--backend", default="torch", help="(default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=2000, help="bootstrap resamplings (default: %(default)s)")
     args = ap.parse_args(argv)
     if not (DATA / "lspet").is_dir() or not (DATA / "lsp").is_dir():
         print(f"full_image_ablation: {DATA}/lspet and lsp not found; set STREAMPOSE_DATA", file=sys.stderr)
         return 1
-    names = [f"{crop}:{n}" for crop, n in args.variants]
-    with PoseEstimator(args.model, backend=args.backend) as est, open_detector(backend=args.backend) as det:
+    names = [f"{model} {crop}:{n}" if len(args.model) > 1 else f"{crop}:{n}"
+             for model in args.model for crop, n in args.variants]
+    with contextlib.ExitStack() as stack:
+        det = stack.enter_context(open_detector(backend=args.backend))
+        estimators = [stack.enter_context(PoseEstimator(m, backend=args.backend)) for m in args.model]
+        used = f"{estimators[0].backend.info.name} {estimators[0].backend.info.precision}"
         for split in SPLITS:
             data = open_dataset(f"lsp:{DATA / split}")
             preds = []
-            for crop, n in args.variants:
-                policy = parse_crop(crop).policy(True, det, refine=crop != "detect", candidates=n)
-                preds.append(predict_full_image(est, data, policy=policy)[0])
-            print(f"{args.model} ({est.backend.info.name} {est.backend.info.precision}) on {split}, PCK@0.2 limbs "
-                  "of the whole image")
+            for est in estimators:
+                for crop, n in args.variants:
+                    policy = parse_crop(crop).policy(True, det, refine=crop != "detect", candidates=n)
+                    preds.append(predict_full_image(est, data, policy=policy)[0])
+            print(f"{', '.join(args.model)} ({used}) on {split}, PCK@0.2 limbs of the whole image")
             first = preds[0]
             for name, pred in zip(names, preds, strict=True):
-                line = f"  {name:<16} {100 * lsp_pck(pred, data).limbs:5.1f} %"
+                line = f"  {name:<{max(16, *map(len, names))}} {100 * lsp_pck(pred, data).limbs:5.1f} %"
                 if pred is not first:
                     d, lo, hi = paired_bootstrap(first, pred, data, args.rounds)
                     line += f"   {100 * d:+.1f} ({100 * lo:+.1f}..{100 * hi:+.1f}, paired 95 %)"

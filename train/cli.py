@@ -53,9 +53,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     t.add_argument("--workers", type=int, default=-1,
                    help="processes making detector frames (default: none on CPU, up to 8 beside a GPU); pose "
                         "batches are made on the training device")
-    t.add_argument("--augment", default="runtime", choices=["runtime", "paper"],
+    t.add_argument("--augment", default="runtime", choices=["runtime", "small", "paper"],
                    help="pose crops: runtime (scale 0.7-1.4, centre shifts up to 15 %%, as the detector and tracker "
-                        "crop) or paper (centred on the labels, scale 0.75-1.25); default %(default)s")
+                        "crop), small (the same, a third of them seen at 32-128 px as small people far from the "
+                        "camera are) or paper (centred on the labels, scale 0.75-1.25); default %(default)s")
     t.add_argument("--swap-after", type=int, default=-1, metavar="EPOCH",
                    help="from this epoch, train each sample on its labels or their left/right mirror, whichever the "
                         "model fits better by --swap-margin (default: never)")
@@ -86,6 +87,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     e.add_argument("--jitter", type=float, default=0.0, metavar="J",
                    help="also score crops moved as a detector or tracker misses them: the centre by up to J of the "
                         "crop's side, the side by up to 1+2J (seeded; e.g. 0.15)")
+    e.add_argument("--small", type=at.positive_int, default=0, metavar="PX",
+                   help="also score each person seen small, far from the camera: the image shrunk so that the "
+                        "person's crop is PX pixels wide and enlarged back (e.g. 64: a person about 50 px tall)")
     e.add_argument("--full-image", action="store_true",
                    help="also find the person in each whole image as `streampose run` does, and score that")
     e.add_argument("--detector", default=models.DETECTOR,
@@ -174,6 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reports = {"crop given": report}
         if args.jitter:
             reports["crop jittered"] = score(backend, data, flip=args.flip, jitter=args.jitter)
+        if args.small:
+            reports[f"small ({args.small} px)"] = score(backend, data, flip=args.flip, small=args.small)
         if args.full_image:
             with open_detector(args.detector, backend=args.backend or "auto") as detector:
                 estimator = streampose.PoseEstimator(backend=backend, flip=args.flip, detector=detector)
@@ -189,6 +195,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             result["full_image"] = reports["full image"].to_dict()
         if args.jitter:
             result["jittered"] = reports["crop jittered"].to_dict()
+        if args.small:
+            result["small"] = reports[f"small ({args.small} px)"].to_dict()
         _write_json(args.json, result)
     return 0
 

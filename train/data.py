@@ -10,6 +10,8 @@ Augmentation (`Augment`): the hourglass paper's rotation (clip(N(0, 30), -30, 30
 flip (p 0.5, left and right joints swapped) and per-channel colour gain U(0.8, 1.2), with crops like the
 runtime's: the runtime crops around a detector's box or the last pose, not around labels, so the crop's scale
 is log-uniform in [0.7, 1.4] (the paper: [0.75, 1.25]) and its centre moves by up to 15 % of its side per axis.
+The `small` recipe also shows a third of the samples at a lower resolution (32-128 px, enlarged back), as the
+runtime sees a person far from the camera.
 Targets: unit-height Gaussians (sigma = 1 heatmap pixel) at sub-pixel joint positions; joints that are not
 labelled get weight 0 in the loss instead of being trained towards an empty map.
 """
@@ -53,6 +55,15 @@ class Augment:
     rotation_prob: float = 0.6
     flip_prob: float = 0.5
     color: float = 0.2
+    low_res: float = 0.0
+    """The share of samples seen at a lower resolution: the crop shrunk to a side drawn log-uniformly from
+    `low_res_side` (input pixels) and enlarged back, as the runtime enlarges a person far from the camera."""
+    low_res_side: tuple[float, float] = (32.0, 128.0)
+
+    @classmethod
+    def small(cls) -> Augment:
+        """The runtime's crops, and a third of the samples at 32-128 px (`low_res`)."""
+        return cls(low_res=1 / 3)
 
     @classmethod
     def paper(cls) -> Augment:
@@ -119,8 +130,10 @@ def gaussian_targets(points: torch.Tensor, size: int, sigma: float = 1.0) -> tor
     return gy[..., :, None] * gx[..., None, :]
 
 
-def crop_params(rng: np.random.Generator, aug: Augment) -> tuple[float, float, float, float, bool, F32]:
-    """One sample's scale, rotation (degrees), centre shift (x, y, share of the crop side), flip and colour gains."""
+def crop_params(rng: np.random.Generator, aug: Augment
+                ) -> tuple[float, float, float, float, bool, F32, float]:
+    """One sample's scale, rotation (degrees), centre shift (x, y, share of the crop side), flip, colour gains and
+    the side it is seen at (0: full resolution)."""
     lo, hi = aug.scale
     s = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
     r = 0.0
@@ -129,7 +142,18 @@ def crop_params(rng: np.random.Generator, aug: Augment) -> tuple[float, float, f
     dx, dy = rng.uniform(-aug.shift, aug.shift, 2) if aug.shift else (0.0, 0.0)
     flip = bool(rng.random() < aug.flip_prob)
     gain = rng.uniform(1 - aug.color, 1 + aug.color, 3).astype(np.float32) if aug.color else np.ones(3, np.float32)
-    return s, r, float(dx), float(dy), flip, gain
+    side = 0.0
+    if aug.low_res and rng.random() < aug.low_res:  # drawn last: recipes without it keep their samples
+        side = float(np.exp(rng.uniform(*np.log(aug.low_res_side))))
+    return s, r, float(dx), float(dy), flip, gain, side
+
+
+def low_resolution(x: torch.Tensor, side: int) -> torch.Tensor:
+    """(C, S, S) -> the same shrunk to `side` pixels (area-averaged) and enlarged back (bilinear)."""
+    if side >= x.shape[-1]:
+        return x
+    small = F.interpolate(x[None], size=(side, side), mode="area")
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
 
 
 class PoseBatches:
@@ -198,6 +222,9 @@ class PoseBatches:
         flipped, idx = dev[:, 13] > 0.5, dev[:, 14].long()
         grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
         x = F.grid_sample(self.pixels(idx), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        for j, p in enumerate(params):
+            if p[6]:
+                x[j] = low_resolution(x[j], round(p[6]))
         x = ((x * gain[:, :, None, None]).clamp_(0, 255) - self.mean) / self.std
         # joints: source pixels -> v -> u = A^-1 (v - t) -> input pixels -> heatmap pixels
         v = (self.xy[idx] - (self.side - 1) / 2) * (2 / self.side)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
@@ -44,10 +45,21 @@ def jittered(items: list[Annotation], jitter: float, seed: int = 0) -> tuple[npt
     return centers, scales.astype(np.float32)
 
 
+def shrunk(image: npt.NDArray[np.uint8], scale: float, side: int) -> npt.NDArray[np.uint8]:
+    """The image as a camera sees the person far away: shrunk (area-averaged) so that the person crop of `scale`
+    is `side` pixels wide, and enlarged back (bilinear) so that coordinates stay. Never enlarges."""
+    k = side / (200.0 * scale)
+    if k >= 1:
+        return image
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
+
+
 def predict(backend: Backend, dataset: Dataset, flip: bool = False, batch: int = 32, progress: bool = True,
-            jitter: float = 0.0) -> F32:
+            jitter: float = 0.0, small: int = 0) -> F32:
     """Keypoints (N, K, 3) in image pixels for every annotation's person crop (moved by `jitter`, see
-    `jittered`)."""
+    `jittered`; with `small`, each person seen with a crop of that many pixels, see `shrunk`)."""
     info = backend.info
     batch = min(batch, info.max_batch)
     centers, scales = jittered(dataset.items, jitter)
@@ -55,6 +67,8 @@ def predict(backend: Backend, dataset: Dataset, flip: bool = False, batch: int =
     for start, chunk in tqdm([(i, dataset.items[i:i + batch]) for i in range(0, len(dataset.items), batch)],
                              desc="evaluating", unit="batch", disable=None if progress else True, leave=False):
         frames = [read_image(a.image) for a in chunk]
+        if small:
+            frames = [shrunk(f, a.scale, small) for f, a in zip(frames, chunk, strict=True)]
         m = crop_transform(centers[start:start + len(chunk)], scales[start:start + len(chunk)], info.input_size)
         x = preprocess(frames, m, info.input_size, info.normalization)
         out.append(decode(infer_heatmaps(backend, x, flip), m, stride=info.stride))
@@ -219,16 +233,18 @@ def side_by_side(reports: dict[str, Report]) -> str:
     return "\n".join(lines)
 
 
-def score(backend: Backend, dataset: Dataset, flip: bool = False, progress: bool = True, jitter: float = 0.0
-          ) -> Report:
+def score(backend: Backend, dataset: Dataset, flip: bool = False, progress: bool = True, jitter: float = 0.0,
+          small: int = 0) -> Report:
     """Predict and score a dataset with its own metric: PCKh@0.5 where every annotation carries a
     head size (MPII), else PCK@0.2 with the LSP protocol. The report's `extra` counts the images whose
     prediction fits their labels mirrored left/right clearly better (`mirrored_better`)."""
-    pred = predict(backend, dataset, flip=flip, progress=progress, jitter=jitter)
+    pred = predict(backend, dataset, flip=flip, progress=progress, jitter=jitter, small=small)
     rep = _score(pred, dataset, flip)
     rep.extra["mirrored_better"], rep.extra["mirror_checked"] = mirrored_better(pred, dataset)
     if jitter:
         rep.extra["jitter"] = jitter
+    if small:
+        rep.extra["small"] = small
     return rep
 
 

@@ -44,7 +44,7 @@ from train.pack import Pack
 from train.widen import widen
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
-AUGMENTS = {"runtime": Augment(), "paper": Augment.paper()}
+AUGMENTS = {"runtime": Augment(), "small": Augment.small(), "paper": Augment.paper()}
 PROBE_STEPS = 60
 """With a time budget, the first steps are timed to fit the schedule (epochs and drops) into the budget."""
 

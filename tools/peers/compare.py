@@ -31,6 +31,9 @@ protocols (`PROTOCOLS`):
   person is scored: ours through `train.evaluate.score_full_image` (the person detector `--detector`, then
   the pose model with its second look, as `streampose run` treats images), BlazePose in static-image mode
   (its detector picks one person), YOLO's box of highest confidence (also in a crop that holds several people).
+- small (`--protocols ... small`, not by default): crop given, each person seen far from the camera: the image
+  shrunk so that our crop is `--small` pixels wide and enlarged back (`train.evaluate.shrunk`) before any
+  model crops it, ours as `streampose eval --small`.
 An image where a model finds no one counts every joint as missed; the tables say how often one was found.
 Peer landmarks map onto LSP14 by `LAYOUTS` (person-centric left/right on all sides). Neck and head top have
 no counterpart in either peer, so only the limbs are compared.
@@ -78,8 +81,9 @@ DEFAULT_CLIPS = [DATA / "video" / "single_person_studio.mp4", DATA / "video" / "
 DATASETS: dict[str, tuple[str, int, int]] = {"lspet": ("lspet", 8501, 9000), "lsp": ("lsp", 901, 1000)}
 """Accuracy sets: name -> (folder under --data, first and last image number). tools/performance.py plots the
 first set's crop-given figure."""
-PROTOCOLS = {"crop": "crop given", "full": "full image"}
+PROTOCOLS = {"crop": "crop given", "full": "full image", "small": "small"}
 """Accuracy protocols: name -> how tables head them."""
+DEFAULT_PROTOCOLS = ["crop", "full"]
 
 MP33_TO_LSP14: dict[str, int] = {
     "r_ankle": 28, "r_knee": 26, "r_hip": 24, "l_hip": 23, "l_knee": 25, "l_ankle": 27,
@@ -209,7 +213,7 @@ def format_accuracy(title: str, rows: Sequence[Accuracy], protocols: Sequence[st
     return "\n".join([head, *align(cells)])
 
 
-def footnote(ours: Accuracy, detector: str, crop_px: int, context: float) -> str:
+def footnote(ours: Accuracy, detector: str, crop_px: int, context: float, small: int = 64) -> str:
     """How the accuracy tables' models were run, from our row's scores (the protocols it was scored in)."""
     lines = []
     if "crop" in ours.scores:
@@ -218,6 +222,9 @@ def footnote(ours: Accuracy, detector: str, crop_px: int, context: float) -> str
                      f"resampled to {crop_px} px{side}")
     if "full" in ours.scores:
         lines.append(f"full image: ours with the detector {detector}; each model's most confident person is scored")
+    if "small" in ours.scores:
+        lines.append(f"small: crop given, every image first shrunk so that the person's crop is {small} px wide and "
+                     "enlarged back (a person far from the camera)")
     return "\n".join(lines)
 
 
@@ -320,22 +327,24 @@ def eval_backend(model: str) -> str:
     return "auto" if is_engine(model) else "torch"
 
 
-def ours_accuracy(model: str, dataset: Dataset) -> Report:
-    """`streampose eval` on `dataset`: its Report, the backend used in its `extra`."""
+def ours_accuracy(model: str, dataset: Dataset, small: int = 0) -> Report:
+    """`streampose eval` on `dataset` (`--small`): its Report, the backend used in its `extra`."""
     ckpt = model if is_engine(model) else streampose.load_model(model, joints=dataset.joints)
     with create(eval_backend(model), ckpt) as backend:
-        report = score(backend, dataset, progress=False)
+        report = score(backend, dataset, progress=False, small=small)
         report.extra["backend"] = f"{backend.info.name} {backend.info.precision}"
         return report
 
 
-def peer_items(dataset: Dataset, size: int | None = None, context: float = 1.0) -> list[dict[str, Any]]:
+def peer_items(dataset: Dataset, size: int | None = None, context: float = 1.0, small: int = 0
+               ) -> list[dict[str, Any]]:
     """What a peer runner is given: each whole image (`size` None), or each image with the image->crop affine
-    of our own crop (its side times `context`, same centre), to be resampled to `size` px."""
+    of our own crop (its side times `context`, same centre), to be resampled to `size` px; with `small`, the
+    image first shrunk by "shrink" and enlarged back, as `train.evaluate.shrunk` does for ours."""
     if size is None:
         return [{"image": str(a.image)} for a in dataset.items]
     return [{"image": str(a.image), "affine": crop_transform(a.center, a.scale * context, size).tolist(),
-             "size": size} for a in dataset.items]
+             "size": size, **({"shrink": small / (200.0 * a.scale)} if small else {})} for a in dataset.items]
 
 
 def peer_accuracy(peer: PeerRun, dataset: Dataset, items: list[dict[str, Any]]) -> Score:
@@ -357,7 +366,7 @@ def peer_accuracy(peer: PeerRun, dataset: Dataset, items: list[dict[str, Any]]) 
 
 def accuracy(datasets: dict[str, Dataset], protocols: Sequence[str], model: str,
              full_image: PoseEstimator | None, peers: Sequence[PeerRun], crop_px: int,
-             context: float) -> dict[str, list[Accuracy]]:
+             context: float, small: int = 64) -> dict[str, list[Accuracy]]:
     """Every model on every dataset under every protocol: dataset name -> ours first, then the peers.
     `full_image`: our estimator with its person detector, where the full-image protocol is asked for."""
     out: dict[str, list[Accuracy]] = {}
@@ -367,15 +376,19 @@ def accuracy(datasets: dict[str, Dataset], protocols: Sequence[str], model: str,
         log(f"accuracy: {len(ds)} images of {ds.name}, ours")
         if "crop" in protocols:
             ours.scores["crop"] = Score(ours_accuracy(model, ds))
+        if "small" in protocols:
+            ours.scores["small"] = Score(ours_accuracy(model, ds, small))
         if full_image is not None:
             rep = score_full_image(full_image, ds, progress=False)
             ours.scores["full"] = Score(rep, rep.extra.pop("found"), rep.extra.pop("of"))
         for p, row in zip(peers, out[key][1:], strict=True):
             for protocol in protocols:
-                size = crop_px if protocol == "crop" else None
+                size = None if protocol == "full" else crop_px
+                shrink = small if protocol == "small" else 0
+                seen = f", seen at {small} px" if shrink else ""
                 log(f"accuracy: {p.peer.name}, {PROTOCOLS[protocol]}"
-                    + (f" ({crop_px} px, crop x{context:g})" if size else ""))
-                row.scores[protocol] = peer_accuracy(p, ds, peer_items(ds, size, context))
+                    + (f" ({crop_px} px, crop x{context:g})" if size else "") + seen)
+                row.scores[protocol] = peer_accuracy(p, ds, peer_items(ds, size, context, shrink))
     return out
 
 
@@ -428,8 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA, help="the folder holding lspet/ and lsp/ (images/, joints.mat)")
     ap.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS),
                     help=", ".join(f"{k}: {f} images {a}-{b}" for k, (f, a, b) in DATASETS.items()) + " (default all)")
-    ap.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS),
-                    help="crop: each model gets our labelled crop; full: the whole image (default both)")
+    ap.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOLS,
+                    help="crop: each model gets our labelled crop; full: the whole image; small: the crop given, "
+                         "the person seen at --small px (default: crop full)")
+    ap.add_argument("--small", type=int, default=64,
+                    help="for the small protocol: the person's crop side in pixels (default 64: about 50 px tall)")
     ap.add_argument("--model", default=models.DEFAULT, help="our model: name, checkpoint or engine")
     ap.add_argument("--detector", default=models.DETECTOR,
                     help="our person detector for the full-image protocol: name, checkpoint or engine")
@@ -471,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "settings": {"rounds": rounds, "frames": frames, "warmup": warmup, "images": images,
                          "max_batch": args.max_batch, "model": args.model, "detector": args.detector,
                          "datasets": args.datasets, "protocols": protocols, "peer_crop": args.peer_crop,
-                         "peer_context": args.peer_context, "quick": args.quick,
+                         "peer_context": args.peer_context, "quick": args.quick, "small": args.small,
                          "peers": {p.peer.name: {"label": p.label, "options": list(p.options),
                                                  "requirements": [*p.peer.requirements, *p.peer.no_deps]}
                                    for p in peers}}}
@@ -494,7 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables: dict[str, list[Accuracy]] = {}
         if not args.no_accuracy:
             datasets = load_datasets(args.data, args.datasets, images)
-            tables = accuracy(datasets, protocols, args.model, full_image, peers, args.peer_crop, args.peer_context)
+            tables = accuracy(datasets, protocols, args.model, full_image, peers, args.peer_crop, args.peer_context,
+                              args.small)
             report["accuracy"] = accuracy_json(datasets, peers, tables)
 
     text = [format_speed(speed_rows, list(report.get("speed", {}).get("clips", {})))]
@@ -504,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text.append(format_accuracy(title, rows, protocols))
     first_set = next(iter(tables.values()), [])
     if first_set:
-        text.append(footnote(first_set[0], args.detector, args.peer_crop, args.peer_context))
+        text.append(footnote(first_set[0], args.detector, args.peer_crop, args.peer_context, args.small))
     print("\n\n".join(t for t in text if t))
     # tools/performance.py plots fps against the first set's crop-given figures
     pck = [row.scores["crop"].report.limbs if "crop" in row.scores else None for row in first_set]

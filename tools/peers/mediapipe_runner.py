@@ -10,7 +10,8 @@ the wheel; lite (0) and heavy (2) are downloaded on first use and so do not work
         (N = 0: all) are timed end to end: decode (cv2.VideoCapture), BGR->RGB, inference.
     python mediapipe_runner.py landmarks ITEMS_JSON
         ITEMS_JSON: a list of {"image": path}, each the whole image, or {"image": path, "affine": 2x3
-        image->crop matrix, "size": crop side}, the image warped to that square crop. Each is run in
+        image->crop matrix, "size": crop side[, "shrink": k]}, the image (first shrunk k times and enlarged
+        back, a person far from the camera) warped to that square crop. Each is run in
         static-image mode and the 33 landmarks are mapped back to image pixels: one JSON line per item,
         {"i", "landmarks": [[x, y, visibility] x 33] or null where no person was found}.
 
@@ -120,6 +121,16 @@ def speed(clip: str, frames: int, warmup: int) -> dict[str, Any]:
     return {**out, "static_image_mode": False, "model_complexity": MODEL_COMPLEXITY, "versions": versions()}
 
 
+def shrunk(img: Frame, k: float) -> Frame:
+    """The image shrunk k times (area-averaged) and enlarged back (bilinear): a person far from the camera, as
+    streampose's `train.evaluate.shrunk` shows them to its own model. k >= 1: unchanged."""
+    if k >= 1:
+        return img
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def print_landmarks(items_json: str, find: Callable[[Frame], npt.NDArray[np.float64] | None]
                     ) -> None:
     """One JSON line per item of ITEMS_JSON: what `find` (BGR image -> (K, >=2) points in its pixels, or None)
@@ -127,7 +138,7 @@ def print_landmarks(items_json: str, find: Callable[[Frame], npt.NDArray[np.floa
     with open(items_json, encoding="utf-8") as f:
         items = json.load(f)
     for i, item in enumerate(items):
-        img = read_image(item["image"])
+        img = shrunk(read_image(item["image"]), float(item.get("shrink", 1.0)))
         affine = item.get("affine")
         if affine is not None:
             size = int(item["size"])
