@@ -26,11 +26,9 @@ PRECISIONS = ("fp32", "bf16", "int8")
 def build_openvino(src: Source, out: str | os.PathLike[str], precision: str = "fp32", max_batch: int = 32,
                    opt_batch: int = 1, calibration: npt.NDArray[np.float32] | None = None) -> Path:
     """Write `out` (.xml + .bin) and its metadata. int8 needs `calibration` crops (N, 3, S, S)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise BackendUnavailable("building OpenVINO engines needs OpenVINO: pip install 'streampose[cpu]'") from None
-    from streampose.backends.openvino_backend import cpu_supports
+    from streampose.backends.openvino_backend import _openvino, cpu_supports
+
+    ov = _openvino()
 
     out = Path(out)
     if out.suffix != ".xml":

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -126,3 +128,20 @@ def test_no_pickle_in_the_wire_path() -> None:
         assert not imported & {"pickle", "cPickle", "dill", "cloudpickle", "shelve", "marshal"}, name
         text = (root / f"{name}.py").read_text()
         assert "recv_pyobj" not in text and "send_pyobj" not in text, name
+
+
+def test_openvino_reports_nothing_and_leaves_no_sender_behind(tmp_path: Path) -> None:
+    """OpenVINO's package sends usage events to Google Analytics by default, on import and on each conversion,
+    from forked processes joined at exit (one deadlocked and hung `streampose run` after its error). A run with
+    OpenVINO, converting on a fresh cache, must load no telemetry and fork nothing."""
+    pytest.importorskip("openvino")
+    code = ("import multiprocessing, sys\n"
+            "import streampose\n"
+            "with streampose.PoseEstimator('hg2-lite', backend='openvino') as est:\n"
+            "    est(__import__('numpy').zeros((240, 320, 3), 'uint8'))\n"
+            "print(sys.modules.get('openvino_telemetry', 'never imported'), len(multiprocessing.active_children()))\n")
+    env = {**os.environ, "STREAMPOSE_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["None", "0"], r.stdout
+    assert any((tmp_path / "cache").rglob("*.xml"))  # it did convert

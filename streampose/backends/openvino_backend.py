@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,17 @@ HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 def _openvino() -> Any:
+    """The `openvino` module, imported without its telemetry.
+
+    OpenVINO's Python package sends usage events to Google Analytics by default (opt-out), on `import openvino`
+    and on every model conversion, each from a forked process that the interpreter joins at exit. A run should
+    not report on its user, and a fork taken while other threads hold locks (the detector opening beside the pose
+    model) can deadlock the child, which left `streampose run` hanging at exit after its error was printed. The
+    model converter falls back to its own no-op stub when `openvino_telemetry` cannot be imported, so this process
+    makes it unimportable before OpenVINO first loads (a program that imported OpenVINO earlier keeps its
+    choice)."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
     try:
         import openvino
     except ImportError:
