@@ -55,7 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         "batches are made on the training device")
     t.add_argument("--augment", default="runtime", choices=["runtime", "small", "paper"],
                    help="pose crops: runtime (scale 0.7-1.4, centre shifts up to 15 %%, as the detector and tracker "
-                        "crop), small (the same, a third of them seen at 32-128 px as small people far from the "
+                        "crop), small (the same, a sixth of them seen at 32-128 px as small people far from the "
                         "camera are) or paper (centred on the labels, scale 0.75-1.25); default %(default)s")
     t.add_argument("--swap-after", type=int, default=-1, metavar="EPOCH",
                    help="from this epoch, train each sample on its labels or their left/right mirror, whichever the "
