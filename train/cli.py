@@ -176,10 +176,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} predicts {backend.info.joints.name} but {spec} is {data.joints.name}")
         report = score(backend, data, flip=args.flip)
         reports = {"crop given": report}
+        small_key = f"small ({args.small} px)"
         if args.jitter:
             reports["crop jittered"] = score(backend, data, flip=args.flip, jitter=args.jitter)
         if args.small:
-            reports[f"small ({args.small} px)"] = score(backend, data, flip=args.flip, small=args.small)
+            reports[small_key] = score(backend, data, flip=args.flip, small=args.small)
         if args.full_image:
             with open_detector(args.detector, backend=args.backend or "auto") as detector:
                 estimator = streampose.PoseEstimator(backend=backend, flip=args.flip, detector=detector)
@@ -196,7 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.jitter:
             result["jittered"] = reports["crop jittered"].to_dict()
         if args.small:
-            result["small"] = reports[f"small ({args.small} px)"].to_dict()
+            result["small"] = reports[small_key].to_dict()
         _write_json(args.json, result)
     return 0
 

@@ -21,7 +21,7 @@ from streampose.api import PoseEstimator, infer_heatmaps
 from streampose.backends import Backend
 from streampose.crop import CropPolicy
 from streampose.decode import decode
-from streampose.geometry import crop_transform
+from streampose.geometry import PIXELS_PER_SCALE, crop_transform
 from streampose.joints import LIMBS12, JointSet
 from streampose.people import find
 from streampose.preprocess import preprocess
@@ -45,10 +45,16 @@ def jittered(items: list[Annotation], jitter: float, seed: int = 0) -> tuple[npt
     return centers, scales.astype(np.float32)
 
 
+def shrink_factor(scale: float, side: int) -> float:
+    """How much to shrink an image so that the person crop of `scale` is `side` pixels wide (`shrunk`; the peers'
+    runners get this factor, tools/peers)."""
+    return side / (PIXELS_PER_SCALE * scale)
+
+
 def shrunk(image: npt.NDArray[np.uint8], scale: float, side: int) -> npt.NDArray[np.uint8]:
     """The image as a camera sees the person far away: shrunk (area-averaged) so that the person crop of `scale`
     is `side` pixels wide, and enlarged back (bilinear) so that coordinates stay. Never enlarges."""
-    k = side / (200.0 * scale)
+    k = shrink_factor(scale, side)
     if k >= 1:
         return image
     h, w = image.shape[:2]

@@ -60,6 +60,7 @@ import numpy as np
 import numpy.typing as npt
 
 import streampose
+from streampose import argtypes as at
 from streampose import models
 from streampose.api import PoseEstimator
 from streampose.backends import create, is_engine
@@ -68,7 +69,7 @@ from streampose.geometry import crop_transform
 from streampose.joints import COCO17, LIMBS12
 from streampose.runtime import PoseStream
 from train.datasets import Dataset, load_lsp
-from train.evaluate import Report, lsp_pck, score, score_full_image
+from train.evaluate import Report, lsp_pck, score, score_full_image, shrink_factor
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script, the folder is there already; imported, it may not be
@@ -213,7 +214,7 @@ def format_accuracy(title: str, rows: Sequence[Accuracy], protocols: Sequence[st
     return "\n".join([head, *align(cells)])
 
 
-def footnote(ours: Accuracy, detector: str, crop_px: int, context: float, small: int = 64) -> str:
+def footnote(ours: Accuracy, detector: str, crop_px: int, context: float, small: int) -> str:
     """How the accuracy tables' models were run, from our row's scores (the protocols it was scored in)."""
     lines = []
     if "crop" in ours.scores:
@@ -344,7 +345,7 @@ def peer_items(dataset: Dataset, size: int | None = None, context: float = 1.0, 
     if size is None:
         return [{"image": str(a.image)} for a in dataset.items]
     return [{"image": str(a.image), "affine": crop_transform(a.center, a.scale * context, size).tolist(),
-             "size": size, **({"shrink": small / (200.0 * a.scale)} if small else {})} for a in dataset.items]
+             "size": size, **({"shrink": shrink_factor(a.scale, small)} if small else {})} for a in dataset.items]
 
 
 def peer_accuracy(peer: PeerRun, dataset: Dataset, items: list[dict[str, Any]]) -> Score:
@@ -366,7 +367,7 @@ def peer_accuracy(peer: PeerRun, dataset: Dataset, items: list[dict[str, Any]]) 
 
 def accuracy(datasets: dict[str, Dataset], protocols: Sequence[str], model: str,
              full_image: PoseEstimator | None, peers: Sequence[PeerRun], crop_px: int,
-             context: float, small: int = 64) -> dict[str, list[Accuracy]]:
+             context: float, small: int) -> dict[str, list[Accuracy]]:
     """Every model on every dataset under every protocol: dataset name -> ours first, then the peers.
     `full_image`: our estimator with its person detector, where the full-image protocol is asked for."""
     out: dict[str, list[Accuracy]] = {}
@@ -444,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOLS,
                     help="crop: each model gets our labelled crop; full: the whole image; small: the crop given, "
                          "the person seen at --small px (default: crop full)")
-    ap.add_argument("--small", type=int, default=64,
+    ap.add_argument("--small", type=at.positive_int, default=64,
                     help="for the small protocol: the person's crop side in pixels (default 64: about 50 px tall)")
     ap.add_argument("--model", default=models.DEFAULT, help="our model: name, checkpoint or engine")
     ap.add_argument("--detector", default=models.DETECTOR,
