@@ -81,21 +81,24 @@ def finite(t: Tensor) -> Tensor:
     return t.float().nan_to_num(posinf=FP16_MAX, neginf=-FP16_MAX)
 
 
-def finite_half(t: Tensor) -> Tensor:
-    """`t` in fp16 with every value in fp16's finite range."""
-    return finite(t).clamp(-FP16_MAX, FP16_MAX).half()
+def compact(t: Tensor) -> Tensor:
+    """`t` in fp16 where all of it fits fp16's range, else kept in fp32 (a batch-norm running variance beyond
+    65504: fp16 would make it inf, and clamping it to 65504 changes what the channel computes, by 1.8x for the
+    variance of 2e5 that hg2-lite trained with low-res samples has; it cost 0.4 points on LSP 901-1000)."""
+    t = finite(t)
+    fits = t.numel() == 0 or float(t.abs().max()) <= FP16_MAX
+    return t.half() if fits else t
 
 
 def save(ckpt: Checkpoint, path: str | os.PathLike[str], half: bool = False) -> Path:
-    """Write atomically (a crash never leaves a truncated file under the final name). `half` stores fp16, each
-    value clamped to fp16's range: a batch-norm running variance beyond 65504 would otherwise become inf, which
-    inference tolerates (the channel goes to its bias) but any arithmetic on the weights (averaging) does not."""
+    """Write atomically (a crash never leaves a truncated file under the final name). `half` stores fp16 every
+    tensor that fits fp16's range and fp32 the few that do not (`compact`)."""
     import torch
 
     path = Path(path)
     sd = {k: v.detach().cpu() for k, v in ckpt.state_dict.items()}
     if half:
-        sd = {k: finite_half(v) if v.is_floating_point() else v for k, v in sd.items()}
+        sd = {k: compact(v) if v.is_floating_point() else v for k, v in sd.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -241,6 +241,7 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     assert card["training"]["steps"] == 2 and set(card["validation"]) == {"plain", "flip"}
     shipped = ck.load(tmp_path / "hg2-lite.pt", joints="LSP14")
     assert all(v.dtype == torch.float16 for v in shipped.state_dict.values() if v.is_floating_point())
+    assert card["weights"]["dtype"] == "float16"  # nothing beyond fp16's range in a tiny run
     assert not shipped.extra  # no optimizer state in shipped weights
     # a second phase started from the first (as hg2: 128 px, then 256 px): its card keeps the first's record
     second = [*common[:-4], "--out", str(tmp_path / "run2"), "--cache-dir", str(tmp_path / "cache")]

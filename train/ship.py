@@ -83,7 +83,7 @@ def _card(src: ck.Checkpoint, shipped: ck.Checkpoint, weights: Path, name: str, 
         "normalization": src.normalization.to_dict(),
         "parameters": count_parameters(shipped.build()),
         "gmac": round(conv_macs(src.config) / 1e9, 3),
-        "weights": {"file": weights.name, "dtype": "float16", "bytes": weights.stat().st_size},
+        "weights": {"file": weights.name, "dtype": _dtypes(shipped), "bytes": weights.stat().st_size},
         "data": {"train": src.metadata["data"], "validation": val_spec,
                  "licence": "LSP (Johnson & Everingham 2010) and LSP-extended (2011), Flickr images: research use "
                             "only"},
@@ -93,6 +93,12 @@ def _card(src: ck.Checkpoint, shipped: ck.Checkpoint, weights: Path, name: str, 
         "validation": metrics,
         "commands": commands,
     }
+
+
+def _dtypes(shipped: ck.Checkpoint) -> str:
+    """float16, naming the tensors kept in float32 because a value of theirs is beyond fp16's range."""
+    wide = [k for k, v in shipped.state_dict.items() if v.dtype == torch.float32]
+    return "float16" + (f"; float32: {', '.join(wide)} (beyond fp16's range)" if wide else "")
 
 
 def compact(run: Path, dest: Path) -> Path:
