@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from streampose import argtypes as at
+from streampose import models
 from streampose.crop import CANDIDATES
 from streampose.runtime import PoseStream, Result
 from streampose.sinks import render
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--people", type=int, default=2)
     ap.add_argument("--frames", help="comma-separated frame indices to draw (default: two per clip)")
     ap.add_argument("--out", type=Path, help="PNG to write (default: docs/people-<clip>.png per clip)")
+    ap.add_argument("--model", default=models.DEFAULT, help="pose model name or checkpoint (default: %(default)s)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--candidates", type=at.count, default=CANDIDATES,
                     help="detections posed beyond --people where someone new is placed (default: %(default)s)")
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"people_frames: {clip}: not found", file=sys.stderr)
             return 1
         for _ in range(args.rounds):
-            with PoseStream(str(clip), backend=args.backend, people=args.people, candidates=args.candidates) as stream:
+            with PoseStream(str(clip), args.model, backend=args.backend, people=args.people,
+                            candidates=args.candidates) as stream:
                 results = list(stream)
             switches, seen = id_switches(results)
             posed = Counter(len(r.poses) for r in results)
