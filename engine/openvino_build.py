@@ -26,9 +26,9 @@ PRECISIONS = ("fp32", "bf16", "int8")
 def build_openvino(src: Source, out: str | os.PathLike[str], precision: str = "fp32", max_batch: int = 32,
                    opt_batch: int = 1, calibration: npt.NDArray[np.float32] | None = None) -> Path:
     """Write `out` (.xml + .bin) and its metadata. int8 needs `calibration` crops (N, 3, S, S)."""
-    from streampose.backends.openvino_backend import _openvino, cpu_supports
+    from streampose.backends.openvino_backend import cpu_supports, import_openvino
 
-    ov = _openvino()
+    ov = import_openvino()
 
     out = Path(out)
     if out.suffix != ".xml":

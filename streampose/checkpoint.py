@@ -81,7 +81,7 @@ def finite(t: Tensor) -> Tensor:
     return t.float().nan_to_num(posinf=FP16_MAX, neginf=-FP16_MAX)
 
 
-def compact(t: Tensor) -> Tensor:
+def fp16_where_it_fits(t: Tensor) -> Tensor:
     """`t` in fp16 where all of it fits fp16's range, else kept in fp32 (a batch-norm running variance beyond
     65504: fp16 would make it inf, and clamping it to 65504 changes what the channel computes, by 1.8x for the
     variance of 2e5 that hg2-lite trained with low-res samples has; it cost 0.4 points on LSP 901-1000)."""
@@ -92,13 +92,13 @@ def compact(t: Tensor) -> Tensor:
 
 def save(ckpt: Checkpoint, path: str | os.PathLike[str], half: bool = False) -> Path:
     """Write atomically (a crash never leaves a truncated file under the final name). `half` stores fp16 every
-    tensor that fits fp16's range and fp32 the few that do not (`compact`)."""
+    tensor that fits fp16's range and fp32 the few that do not (`fp16_where_it_fits`)."""
     import torch
 
     path = Path(path)
     sd = {k: v.detach().cpu() for k, v in ckpt.state_dict.items()}
     if half:
-        sd = {k: compact(v) if v.is_floating_point() else v for k, v in sd.items()}
+        sd = {k: fp16_where_it_fits(v) if v.is_floating_point() else v for k, v in sd.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

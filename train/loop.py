@@ -227,7 +227,7 @@ class Trainer:
         A narrower model's weights are widened to this one's feature count (train/widen.py)."""
         c = ck.load(path)
         same = replace(c.config, input_size=self.net.cfg.input_size)
-        # fp16 files shipped before `ck.finite_half` hold an inf running variance where fp32 had > 65504
+        # fp16 files shipped before 2026-12-06 hold an inf running variance where fp32 had > 65504
         state = {k: ck.finite(v) if v.is_floating_point() else v for k, v in c.state_dict.items()}
         if replace(same, features=self.net.cfg.features) != self.net.cfg or self.net.cfg.features % same.features:
             raise ValueError(f"--init {path} holds a {c.config} model; {self.cfg.model} needs {self.net.cfg} "

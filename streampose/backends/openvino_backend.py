@@ -26,7 +26,7 @@ from streampose.checkpoint import Checkpoint
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
-def _openvino() -> Any:
+def import_openvino() -> Any:
     """The `openvino` module, imported without its telemetry.
 
     OpenVINO's Python package sends usage events to Google Analytics by default (opt-out), on `import openvino`
@@ -55,7 +55,7 @@ def core() -> Any:
 
     Compiled models are cached on disk (OpenVINO's CACHE_DIR, keyed by OpenVINO on the graph, the device and
     the properties): a later start loads the pose model and the detector in 0.25 s instead of 0.57 s."""
-    ov_core = _openvino().Core()
+    ov_core = import_openvino().Core()
     compiled = cache_dir() / "openvino" / "compiled"
     try:
         compiled.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def converted(model: Checkpoint) -> Path:
     lock, into a folder of its own and moves the files into place, metadata last; the others wait for it and
     read its IR. A reader never sees half a file, and a conversion cut short leaves no metadata, so the next
     start converts again."""
-    ov = _openvino()
+    ov = import_openvino()
     h = hashlib.sha256(json.dumps([model.config.to_dict(), model.joints.name, ov.__version__]).encode())
     for k, v in sorted(model.state_dict.items()):
         h.update(k.encode())
@@ -130,7 +130,7 @@ def ir_of_file(path: str | os.PathLike[str]) -> Path:
     """The IR of a checkpoint file, found by the file's hash once `converted`: a later start reads neither the
     checkpoint nor torch (importing torch is half of a 2-second start). The index holds IR names only; each IR is
     checked like any engine."""
-    ov = _openvino()
+    ov = import_openvino()
     h = hashlib.sha256(ov.__version__.encode())
     with open(path, "rb") as f:
         h.update(f.read())
@@ -278,7 +278,7 @@ def fastest(engines: Sequence[tuple[Path, str]], jobs: int = 1, threads: int = 0
         return OpenVinoBackend(usable[0][0], usable[0][1], threads=threads, jobs=jobs)
     cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))  # a VM may name only the family ("AMD EPYC"): add
     caps = sorted(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))  # what it computes, and the cores
-    key = hashlib.sha256(json.dumps([cpu, caps, os.cpu_count(), _openvino().__version__, jobs, threads,
+    key = hashlib.sha256(json.dumps([cpu, caps, os.cpu_count(), import_openvino().__version__, jobs, threads,
                                      [[m.read(p, verify_files=False).files, prec] for p, prec in usable]]).encode())
     record = cache_dir() / "openvino" / "choices" / f"{key.hexdigest()[:32]}.json"
     try:
