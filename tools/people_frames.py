@@ -25,6 +25,8 @@ import numpy as np
 
 from streampose import argtypes as at
 from streampose import models
+from streampose.api import model_file
+from streampose.checkpoint import CheckpointError
 from streampose.crop import CANDIDATES
 from streampose.runtime import PoseStream, Result
 from streampose.sinks import render
@@ -68,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pictures", dest="pictures", action="store_false", help="print the figures only")
     args = ap.parse_args(argv)
     clips = [Path(c) for c in args.clips] or [DATA / "video" / name for name in CLIPS]
+    try:
+        model_file(args.model)
+    except CheckpointError as e:
+        print(f"people_frames: {e}", file=sys.stderr)
+        return 1
     for clip in clips:
         if not clip.is_file():
             print(f"people_frames: {clip}: not found", file=sys.stderr)
