@@ -69,6 +69,7 @@ def compare(engine: Backend, reference: Backend, crops: npt.NDArray[np.float32],
 
 def box_agreement(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], stride: int, max_abs: float,
                    mean_abs: float) -> Agreement:
+    """A detector engine's maps `a` against the reference's `b` (N, 5, H, W), each image by its top box."""
     agree, far = [], 0.0
     for maps, ref in zip(a, b, strict=True):
         p, q = decode(maps, stride, top=1), decode(ref, stride, top=1)
