@@ -159,7 +159,38 @@ def _show(msg: Message, out: TextIO | None) -> None:
               f"{lag:6.1f} ms since capture", flush=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+HERE = ("run", "listen", "view", "keys", "info")
+"""The commands whose parsers are made here (`run`'s in `run_command`)."""
+ELSEWHERE = {"train": "train", "eval": "train", "export": "engine", "build": "engine", "verify": "engine",
+             "bench": "engine", "batch": "batch", "proxy": "proxy"}
+"""The other commands, by the package or module whose `add_parser(s)` makes them: a start imports only the one it
+runs (importing them all took ~45 ms of each start, a tenth of `streampose run` on one image)."""
+
+
+def _add_elsewhere(sub: argparse._SubParsersAction[argparse.ArgumentParser], which: set[str]) -> None:
+    # training lives in the `train` package; the command line is where the packages meet
+    if "train" in which:
+        from train.cli import add_parsers as train_parsers
+
+        train_parsers(sub)
+    if "engine" in which:
+        from engine.cli import add_parsers as engine_parsers
+
+        engine_parsers(sub)
+    # scaling out: archives on workers or Ray, live streams through a proxy
+    if "batch" in which:
+        from streampose.batch import add_parser as batch_parser
+
+        batch_parser(sub, at.positive_int, at.crop_spec)
+    if "proxy" in which:
+        from streampose.proxy import add_parser as proxy_parser
+
+        proxy_parser(sub, lambda text: at.endpoint(text, bind=True))
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; given the command being run, with only that command's parser beside this module's
+    (an unknown command, or none, gets them all: `--help` lists them, a typo is told the choices)."""
     p = argparse.ArgumentParser(
         prog="streampose",
         description="Real-time human pose estimation with stacked hourglass networks.",
@@ -231,23 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print as JSON")
     i.set_defaults(func=cmd_info)
 
-    # training lives in the `train` package; the command line is where the packages meet
-    from engine.cli import add_parsers as engine_parsers
-    from train.cli import add_parsers as train_parsers
-
-    train_parsers(sub)
-    engine_parsers(sub)
-    # scaling out: archives on workers or Ray, live streams through a proxy
-    from streampose.batch import add_parser as batch_parser
-    from streampose.proxy import add_parser as proxy_parser
-
-    batch_parser(sub, at.positive_int, at.crop_spec)
-    proxy_parser(sub, lambda text: at.endpoint(text, bind=True))
+    _add_elsewhere(sub, {ELSEWHERE[command]} if command in ELSEWHERE
+                   else set() if command in HERE else set(ELSEWHERE.values()))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     from streampose.backends import BackendUnavailable
     from streampose.checkpoint import CheckpointError
     from streampose.sources import SourceError

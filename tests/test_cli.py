@@ -16,6 +16,27 @@ def test_help_lists_every_subcommand() -> None:
         assert f"    {cmd} " in r.stdout
 
 
+def test_each_command_gets_its_parser_alone_and_a_typo_every_choice() -> None:
+    """`build_parser(command)` makes the commands of this module and the one being run; `cli.ELSEWHERE` must name
+    every other command, or its start would not find its parser."""
+    import argparse
+
+    from streampose.cli import ELSEWHERE, HERE, build_parser
+
+    def commands(p: argparse.ArgumentParser) -> set[str]:
+        (sub,) = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        return set(sub.choices)
+
+    assert commands(build_parser()) == set(HERE) | set(ELSEWHERE)
+    assert commands(build_parser("rnu")) == set(HERE) | set(ELSEWHERE)
+    assert commands(build_parser("run")) == set(HERE)
+    for command, where in ELSEWHERE.items():
+        assert command in commands(build_parser(command))
+        assert commands(build_parser(command)) - set(HERE) == {c for c, w in ELSEWHERE.items() if w == where}
+    r = sp("rnu", "x.jpg")
+    assert r.returncode == 2 and "invalid choice: 'rnu'" in r.stderr and "proxy" in r.stderr
+
+
 def test_info_json() -> None:
     r = sp("info", "--json")
     assert r.returncode == 0, r.stderr

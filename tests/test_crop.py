@@ -17,6 +17,7 @@ from streampose import people
 from streampose.api import center_crop
 from streampose.crop import (
     MIN_SIZE,
+    SAME_LOOK,
     WIDER,
     CenterCrop,
     Crop,
@@ -26,7 +27,7 @@ from streampose.crop import (
     TrackCrop,
     parse_crop,
 )
-from streampose.detect import PERSON_MARGIN
+from streampose.detect import PERSON_MARGIN, iou
 from streampose.detector import PersonDetector, open_detector
 from streampose.geometry import PIXELS_PER_SCALE
 from streampose.joints import LSP14
@@ -424,6 +425,22 @@ def test_detect_crop_looks_wider_first_then_frames_the_pose_it_found() -> None:
     assert tight.scale == pytest.approx(once.scale)
     ((alone,),) = policy.second_look([(joints(300, 100, 400, 340, conf=0.1), first)])
     assert alone.scale == pytest.approx(once.scale)
+
+
+def test_a_pose_that_frames_the_box_again_gets_one_second_look() -> None:
+    """Where the crop the pose frames would nearly be the box's own (IoU >= `SAME_LOOK`), only the box's crop is
+    looked at again: the other would see the same person at the same place and scale."""
+    box = person(100, 50)
+    policy = DetectCrop(Scripted([box]))
+    first = one(policy, blank())
+    once = one(DetectCrop(Scripted([box]), refine=False), blank())
+    ((alone,),) = policy.second_look([(pose_in(box), first)])
+    np.testing.assert_allclose(alone.center, once.center)
+    assert alone.scale == pytest.approx(once.scale)
+    x, y, w, h = box[:4]  # the same person a fifth of the box lower: the framed crop overlaps less, both are taken
+    ((framed, tight),) = policy.second_look([(pose_in((x, y + h / 5, w, h, 0.9)), first)])
+    assert iou(framed.box, tight.box)[0, 0] < SAME_LOOK
+    assert tight.scale == pytest.approx(once.scale)
 
 
 def test_most_confident_takes_each_joint_from_the_surest_look() -> None:

@@ -5,7 +5,8 @@
 
 Links the images into a temporary folder and times, in one run: the runtime alone (`PoseStream` over the
 folder with the models already open, from the first image read to the last result: images/s), the same with
-one look per person (`--no-refine`), with no candidate beyond the people asked for (`--candidates 0`), with
+one look per person (`--no-refine`), with both second looks also where they nearly coincide (`crop.SAME_LOOK`
+off), with no candidate beyond the people asked for (`--candidates 0`), with
 the detector run on one image at a time (`runtime.SCENES_AT_ONCE` = 1, as before images waiting were detected
 together), with the pose model in the precision `auto` did not choose (bf16 or int8: `openvino_backend.fastest`),
 and the whole command (`streampose run FOLDER --publish none --keypoints
@@ -26,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from streampose import backends, models, runtime
+from streampose import backends, crop, models, runtime
 from streampose.api import PoseEstimator, cpu_engines
 from streampose.backends import Backend
 from streampose.backends.openvino_backend import cpu_supports
@@ -55,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             (folder / f"im{n:05d}.jpg").symlink_to(src / f"im{n:05d}.jpg")
         variants: dict[str, dict[str, Any]] = {"runtime (models open)": {},
                                                "  one look (--no-refine)": {"refine": False},
+                                               "  second looks that coincide too": {},
                                                "  no candidate (--candidates 0)": {"candidates": 0},
                                                "  detector, 1 image a call": {}}
         inner: dict[str, list[float]] = {v: [] for v in variants}
-        at_once = runtime.SCENES_AT_ONCE
+        at_once, same_look = runtime.SCENES_AT_ONCE, crop.SAME_LOOK
         whole: list[float] = []
         with PoseEstimator(args.model, backend=args.backend, jobs=0) as est, \
                 open_detector(backend=args.backend) as det, ExitStack() as other:
@@ -73,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds + 1):  # the first pass warms both models up
                 for what, options in variants.items():  # interleaved: all see the same machine
                     runtime.SCENES_AT_ONCE = 1 if "1 image a call" in what else at_once
+                    crop.SAME_LOOK = 1.01 if "coincide" in what else same_look
                     with PoseStream(str(folder), estimator=estimators[what], detector=det, people=args.people,
                                     **options) as stream:
                         t0 = time.perf_counter()
                         n = sum(1 for _ in stream)
                         if r:
                             inner[what].append(n / (time.perf_counter() - t0))
-            runtime.SCENES_AT_ONCE = at_once
+            runtime.SCENES_AT_ONCE, crop.SAME_LOOK = at_once, same_look
         exe = Path(sys.executable).parent / "streampose"
         start: list[float] = []
         for _ in range(args.rounds):
