@@ -68,6 +68,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     t.add_argument("--average-from", type=int, default=-1, metavar="EPOCH",
                    help="from this epoch (0-based), average the weights at each epoch's end (SWA): validation and "
                         "the saved weights are the average, best with a constant --lr (default: -1, never)")
+    t.add_argument("--teacher", default="", metavar="MODEL",
+                   help="a trained pose model (name, e.g. hg2, or checkpoint) whose heatmaps of each training crop "
+                        "the model also learns (knowledge distillation; default: none)")
+    t.add_argument("--distill", type=float, default=0.5, metavar="W",
+                   help="with --teacher: loss = (1 - W) x the labels' + W x the teacher's (default: %(default)s)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set, crop given and full image; "
@@ -142,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, input_size=args.input_size, init=args.init,
         device=args.device, workers=args.workers, augment=args.augment, swap_after=args.swap_after,
         swap_margin=args.swap_margin, time_budget=args.time_budget, val_every=args.val_every,
-        average_from=args.average_from)
+        average_from=args.average_from, teacher=args.teacher, distill=args.distill)
     trainer = Trainer(cfg, train_set, val_sets, resume=args.resume)
     path = trainer.run()
     print(f"trained {trainer.step} steps: {path}")

@@ -32,7 +32,8 @@ from streampose import models
 from streampose.backends.torch_backend import TorchBackend
 from streampose.detector import PersonDetector
 from streampose.info import cpu
-from streampose.model import StackedHourglass
+from streampose.joints import JointSet
+from streampose.model import HourglassConfig, StackedHourglass
 from streampose.preprocess import Normalization
 from train.curve import plot_curve
 from train.data import Augment, CropCache, PoseBatches
@@ -93,6 +94,12 @@ class TrainConfig:
     average_from: int = -1
     """From this epoch, the weights at each epoch's end are averaged (SWA, Izmailov et al. 2018; batch-norm
     statistics averaged with them); validation and the checkpoint's weights are the average (-1: never)."""
+    teacher: str = ""
+    """A trained pose model (a shipped name or a checkpoint) whose heatmaps of each training crop the model also
+    learns (`distill`; knowledge distillation as FPD does for hourglasses, Zhang et al. CVPR 2019): a teacher's
+    maps are soft where crowd-sourced labels are noisy, and cover the joints the labels leave out."""
+    distill: float = 0.5
+    """With a `teacher`, the loss is (1 - distill) x the labels' + distill x the teacher's (FPD's 0.5)."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -105,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"val_every must be >= 1, got {self.val_every}")
         if self.average_from < -1:
             raise ValueError(f"average_from must be an epoch >= 0, or -1 for none; got {self.average_from}")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must be a weight in [0, 1], got {self.distill}")
 
 
 def pick_device(name: str) -> torch.device:
@@ -131,6 +140,23 @@ def masked_mse(outputs: list[torch.Tensor], target: torch.Tensor, weight: torch.
     """MSE summed over stacks (intermediate supervision); unlabelled joints weigh nothing."""
     w = weight[:, :, None, None]
     return sum((((o.float() - target) ** 2) * w).mean() for o in outputs)  # type: ignore[return-value]
+
+
+def load_teacher(name: str, student: HourglassConfig, joints: JointSet, device: torch.device) -> torch.nn.Module:
+    """The teacher network (`TrainConfig.teacher`), in eval mode: a shipped model's name or a checkpoint whose
+    heatmaps have the student's joints and shape."""
+    path = models.PRESETS[name].weights(name) if name in models.PRESETS else Path(name)
+    c = ck.load(path)
+    if c.joints.name != joints.name or c.config.input_size != student.input_size or c.config.stride != student.stride:
+        raise ValueError(f"--teacher {name}: predicts {c.joints.name} at {c.config.input_size} px, stride "
+                         f"{c.config.stride}; the student needs {joints.name} at {student.input_size} px, stride "
+                         f"{student.stride}")
+    if c.config.head != "heatmaps":
+        raise ValueError(f"--teacher {name}: not a pose model")
+    state = {k: ck.finite(v) if v.is_floating_point() else v for k, v in c.state_dict.items()}
+    net = StackedHourglass(c.config)
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return net.to(device).eval()
 
 
 def choose_mirrored(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, flip: torch.Tensor,
@@ -214,6 +240,13 @@ class Trainer:
                 self.names = [a.image.name for a in train_set.items]
             self.samples = PoseBatches(images, joints, self.joints, crop, config.input_size, self.norm, self.augment,
                                        seed=cfg.seed, stride=config.stride, device=self.device)
+        self.teacher: torch.nn.Module | None = None
+        if cfg.teacher:
+            if self.detector:
+                raise ValueError("--teacher: a detector learns from its boxes only")
+            self.teacher = load_teacher(cfg.teacher, self.net.cfg, self.joints, self.device)
+            if cfg.channels_last:
+                self.teacher = self.teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
         self._swaps: list[tuple[torch.Tensor, list[int]]] = []
 
@@ -407,7 +440,7 @@ class Trainer:
                     target = torch.where(swap[:, None, None, None], target[:, flip], target)
                     weight = torch.where(swap[:, None], weight[:, flip], weight)
                     self._swaps.append((swap, index))
-                loss = masked_mse(outputs, target, weight)
+                loss = self.pose_loss(outputs, x, target, weight)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             self.opt.step()
@@ -436,6 +469,16 @@ class Trainer:
                 self.checkpoint(self.last_path)
             if self.step >= total:
                 return
+
+    def pose_loss(self, outputs: list[torch.Tensor], x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+                  ) -> torch.Tensor:
+        """The labels' loss, and with a teacher, its heatmaps' (every joint) mixed in by `distill`."""
+        loss = masked_mse(outputs, target, weight)
+        if self.teacher is None:
+            return loss
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            taught = self.teacher(x)[-1].float()
+        return (1 - self.cfg.distill) * loss + self.cfg.distill * masked_mse(outputs, taught, torch.ones_like(weight))
 
     def _log_swaps(self, epoch: int) -> None:
         """How many samples of the epoch trained on mirrored labels, and which images."""

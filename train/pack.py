@@ -187,7 +187,7 @@ class Pack:
 
 def load_pack(path: str | os.PathLike[str], progress: bool = True) -> Pack:
     """Reads and decodes a pack; a clear error for a file that is not one."""
-    path = Path(path)
+    path = Path(path).expanduser()  # `pack:~/...` reaches here unexpanded: the shell expands only a leading ~
     if not path.is_file():
         raise DatasetError(f"{path}: no such pack; make one with `python tools/pack_crops.py`")
     try:
