@@ -151,28 +151,34 @@ def test_training_reduces_loss_on_a_fixed_batch(lspet: Path, tmp_path: Path) -> 
 
 
 def test_a_student_learns_its_teachers_heatmaps(lspet: Path, tmp_path: Path) -> None:
-    """With `--teacher` the loss mixes the teacher's heatmaps in by `distill`; trained on them alone (distill 1),
-    the student's maps move towards the teacher's, more than the same steps on the labels move them."""
+    """With `--teacher` the loss mixes the teacher's heatmaps of each crop in by `distill` (with `--teacher-flip`,
+    its flip test's: the mirrored crop's maps mirrored back, left and right swapped); trained on them alone
+    (distill 1), the student's maps move towards the teacher's, more than the same steps on the labels move them."""
     teacher = tiny(lspet, tmp_path / "teacher", max_steps=2, input_size=64).run()
     t0 = tiny(lspet, tmp_path / "labels", max_steps=6, input_size=64, epochs=1, bf16=False)
     t1 = tiny(lspet, tmp_path / "taught", max_steps=6, input_size=64, epochs=1, bf16=False, teacher=str(teacher),
               distill=1.0)
-    assert isinstance(t1.samples, PoseBatches) and t1.teacher is not None
+    assert isinstance(t1.samples, PoseBatches)
     x, target, weight, _ = t1.samples([(0, i) for i in range(8)])
+    alone = ck.load(teacher).build()  # the teacher's own maps, one crop at a time, in numpy's mirror
     with torch.no_grad():
-        out = t1.net(x)
-        taught = t1.teacher(x)[-1]
-        every = torch.ones_like(weight)
-        torch.testing.assert_close(t1.pose_loss(out, x, target, weight), masked_mse(out, taught, every))
+        each = torch.cat([alone(x[i : i + 1]) for i in range(len(x))])
+        mirrored = torch.from_numpy(np.ascontiguousarray(alone(x.flip(-1)).numpy()[:, list(t1.joints.flip), :, ::-1]))
+        torch.testing.assert_close(t1.teach(x), each, atol=1e-4, rtol=1e-3)
+        out, every = t1.net(x), torch.ones_like(weight)
+        torch.testing.assert_close(t1.pose_loss(out, x, target, weight), masked_mse(out, each, every),
+                                   atol=1e-6, rtol=1e-3)
         t1.cfg.distill = 0.0
         torch.testing.assert_close(t1.pose_loss(out, x, target, weight), masked_mse(out, target, weight))
-        t1.cfg.distill = 1.0
-        start = masked_mse(t0.net(x), taught, every).item()
+        t1.cfg.teacher_flip = True
+        torch.testing.assert_close(t1.teach(x), (each + mirrored) / 2, atol=1e-4, rtol=1e-3)
+        t1.cfg.teacher_flip, t1.cfg.distill = False, 1.0
+        start = masked_mse(t0.net(x), each, every).item()
     gap = {}
     for name, t in (("labels", t0), ("taught", t1)):
         t.run()
         with torch.no_grad():  # in training mode, as `start` was measured: batch statistics
-            gap[name] = masked_mse(t.net(x), taught, every).item()
+            gap[name] = masked_mse(t.net(x), each, every).item()
     assert gap["taught"] < 0.7 * start and gap["taught"] < gap["labels"], (start, gap)
     with pytest.raises(ValueError, match="needs LSP14 at 128 px"):
         tiny(lspet, tmp_path / "other", teacher=str(teacher))

@@ -73,6 +73,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         "the model also learns (knowledge distillation; default: none)")
     t.add_argument("--distill", type=float, default=0.5, metavar="W",
                    help="with --teacher: loss = (1 - W) x the labels' + W x the teacher's (default: %(default)s)")
+    t.add_argument("--teacher-flip", action="store_true",
+                   help="with --teacher: learn the teacher's flip-test maps (a better teacher, a second pass of it)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="PCK / PCKh of a model on a validation set, crop given and full image; "
@@ -147,7 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, input_size=args.input_size, init=args.init,
         device=args.device, workers=args.workers, augment=args.augment, swap_after=args.swap_after,
         swap_margin=args.swap_margin, time_budget=args.time_budget, val_every=args.val_every,
-        average_from=args.average_from, teacher=args.teacher, distill=args.distill)
+        average_from=args.average_from, teacher=args.teacher, distill=args.distill,
+        teacher_flip=args.teacher_flip)
     trainer = Trainer(cfg, train_set, val_sets, resume=args.resume)
     path = trainer.run()
     print(f"trained {trainer.step} steps: {path}")

@@ -100,6 +100,9 @@ class TrainConfig:
     maps are soft where crowd-sourced labels are noisy, and cover the joints the labels leave out."""
     distill: float = 0.5
     """With a `teacher`, the loss is (1 - distill) x the labels' + distill x the teacher's (FPD's 0.5)."""
+    teacher_flip: bool = False
+    """The teacher's maps are the flip test's (its maps of the crop and of the crop mirrored, averaged): a better
+    teacher (`hg2` gains 2.2 points on LSPET with it) for a second teacher pass per batch."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -142,7 +145,7 @@ def masked_mse(outputs: list[torch.Tensor], target: torch.Tensor, weight: torch.
     return sum((((o.float() - target) ** 2) * w).mean() for o in outputs)  # type: ignore[return-value]
 
 
-def load_teacher(name: str, student: HourglassConfig, joints: JointSet, device: torch.device) -> torch.nn.Module:
+def load_teacher(name: str, student: HourglassConfig, joints: JointSet, device: torch.device) -> StackedHourglass:
     """The teacher network (`TrainConfig.teacher`), in eval mode: a shipped model's name or a checkpoint whose
     heatmaps have the student's joints and shape."""
     path = models.PRESETS[name].weights(name) if name in models.PRESETS else Path(name)
@@ -240,11 +243,12 @@ class Trainer:
                 self.names = [a.image.name for a in train_set.items]
             self.samples = PoseBatches(images, joints, self.joints, crop, config.input_size, self.norm, self.augment,
                                        seed=cfg.seed, stride=config.stride, device=self.device)
-        self.teacher: torch.nn.Module | None = None
+        self.teacher: StackedHourglass | None = None
         if cfg.teacher:
             if self.detector:
                 raise ValueError("--teacher: a detector learns from its boxes only")
             self.teacher = load_teacher(cfg.teacher, self.net.cfg, self.joints, self.device)
+            self._flip = torch.tensor(self.joints.flip, device=self.device)
             if cfg.channels_last:
                 self.teacher = self.teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
@@ -476,9 +480,19 @@ class Trainer:
         loss = masked_mse(outputs, target, weight)
         if self.teacher is None:
             return loss
+        return (1 - self.cfg.distill) * loss + self.cfg.distill * masked_mse(outputs, self.teach(x),
+                                                                             torch.ones_like(weight))
+
+    def teach(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's heatmaps (N, K, h, w) of a batch: its last stack's, or with `teacher_flip` the flip test's
+        (mirror the mirrored crop's maps back and swap left and right, as `api.submit_heatmaps` does)."""
+        assert self.teacher is not None
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            taught = self.teacher(x)[-1].float()
-        return (1 - self.cfg.distill) * loss + self.cfg.distill * masked_mse(outputs, taught, torch.ones_like(weight))
+            taught = self.teacher.forward_all(x)[-1].float()
+            if self.cfg.teacher_flip:
+                mirrored = self.teacher.forward_all(x.flip(-1))[-1].float()
+                taught = 0.5 * (taught + mirrored[:, self._flip].flip(-1))
+        return taught
 
     def _log_swaps(self, epoch: int) -> None:
         """How many samples of the epoch trained on mirrored labels, and which images."""
