@@ -156,10 +156,9 @@ def load_teacher(name: str, student: HourglassConfig, joints: JointSet, device: 
                          f"{student.stride}")
     if c.config.head != "heatmaps":
         raise ValueError(f"--teacher {name}: not a pose model")
-    state = {k: ck.finite(v) if v.is_floating_point() else v for k, v in c.state_dict.items()}
-    net = StackedHourglass(c.config)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return net.to(device).eval()
+    # fp16 files shipped before 2026-12-06 hold an inf running variance where fp32 had > 65504 (as in `_init_from`)
+    c.state_dict = {k: ck.finite(v) if v.is_floating_point() else v for k, v in c.state_dict.items()}
+    return c.build().to(device)
 
 
 def choose_mirrored(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, flip: torch.Tensor,
@@ -248,9 +247,9 @@ class Trainer:
             if self.detector:
                 raise ValueError("--teacher: a detector learns from its boxes only")
             self.teacher = load_teacher(cfg.teacher, self.net.cfg, self.joints, self.device)
-            self._flip = torch.tensor(self.joints.flip, device=self.device)
             if cfg.channels_last:
                 self.teacher = self.teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._flip = torch.tensor(self.joints.flip, device=self.device)  # left <-> right, joint by joint
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
         self._swaps: list[tuple[torch.Tensor, list[int]]] = []
 
@@ -423,7 +422,6 @@ class Trainer:
         cfg = self.cfg
         window = torch.zeros((), device=self.device)
         n_window, t_window = 0, time.perf_counter()
-        flip = torch.tensor(self.joints.flip, device=self.device)
         for x, target, weight, index in batches:
             t0 = time.perf_counter()
             epoch = self.step // self.steps_per_epoch
@@ -440,9 +438,9 @@ class Trainer:
                 loss = centernet_loss(outputs, target, weight)
             else:
                 if index is not None and 0 <= cfg.swap_after <= epoch:
-                    swap = choose_mirrored(outputs[-1], target, weight, flip, cfg.swap_margin)
-                    target = torch.where(swap[:, None, None, None], target[:, flip], target)
-                    weight = torch.where(swap[:, None], weight[:, flip], weight)
+                    swap = choose_mirrored(outputs[-1], target, weight, self._flip, cfg.swap_margin)
+                    target = torch.where(swap[:, None, None, None], target[:, self._flip], target)
+                    weight = torch.where(swap[:, None], weight[:, self._flip], weight)
                     self._swaps.append((swap, index))
                 loss = self.pose_loss(outputs, x, target, weight)
             self.opt.zero_grad(set_to_none=True)
