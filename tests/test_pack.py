@@ -17,7 +17,7 @@ from streampose.preprocess import Normalization
 from train.data import Augment, PoseBatches, crop_params, gaussian_targets
 from train.datasets import DatasetError, load_lsp
 from train.detect_data import FrameImages
-from train.loop import choose_mirrored
+from train.losses import choose_mirrored
 from train.pack import load_pack, write_pack
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from streampose.preprocess import Normalization
 from streampose.sources import read_image
 from train.data import Augment, CropCache, PoseBatches
 from train.datasets import load_lsp
-from train.loop import masked_mse
+from train.losses import masked_mse
 
 
 def per_item_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]

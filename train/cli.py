@@ -123,8 +123,9 @@ def _lr_drops(text: str) -> list[int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from train.config import TrainConfig
     from train.datasets import concat, default_split, open_dataset
-    from train.loop import TrainConfig, Trainer
+    from train.loop import Trainer
     from train.pack import Pack, load_pack
 
     packs = [d for d in args.data if d.startswith("pack:")]

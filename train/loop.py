@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -32,147 +32,22 @@ from streampose import models
 from streampose.backends.torch_backend import TorchBackend
 from streampose.detector import PersonDetector
 from streampose.info import cpu
-from streampose.joints import JointSet
-from streampose.model import HourglassConfig, StackedHourglass
+from streampose.model import StackedHourglass
 from streampose.preprocess import Normalization
+from train.config import AUGMENTS, TrainConfig, learning_rate, make_optimizer, pick_device
 from train.curve import plot_curve
 from train.data import Augment, CropCache, PoseBatches
 from train.datasets import Dataset
 from train.detect_data import DetectAugment, DetectSamples, FrameImages, centernet_loss
 from train.detect_eval import top1
 from train.evaluate import score
+from train.losses import choose_mirrored, masked_mse
 from train.pack import Pack
+from train.teacher import Teacher
 from train.widen import widen
 
-OPTIMIZERS = ("rmsprop", "adam", "sgd")
-AUGMENTS = {"runtime": Augment(), "small": Augment.small(), "paper": Augment.paper()}
 PROBE_STEPS = 60
 """With a time budget, the first steps are timed to fit the schedule (epochs and drops) into the budget."""
-
-
-@dataclass
-class TrainConfig:
-    model: str = models.DEFAULT
-    out: str = "runs/hg2-lite"
-    epochs: int = 30
-    batch: int = 16
-    lr: float = 2.5e-4
-    optimizer: str = "rmsprop"
-    lr_drops: list[int] = field(default_factory=list)
-    """Epochs (0-based) from which the learning rate is multiplied by 0.1 once more."""
-    checkpoint_every: int = 500
-    max_steps: int = 0
-    """Stop after this many steps in total (0: run all epochs)."""
-    seed: int = 0
-    bf16: bool = True
-    channels_last: bool = True
-    flip_val: bool = False
-    cache_dir: str = "runs/cache"
-    log_every: int = 25
-    input_size: int = 0
-    """Train at this input size instead of the preset's (0: the preset's)."""
-    init: str = ""
-    """Start from this checkpoint's weights (same stacks, features, joints; any input size)."""
-    device: str = "auto"
-    """cpu, cuda, cuda:N, or auto (the GPU where torch sees one)."""
-    workers: int = -1
-    """Detector sample-making processes (-1: none on CPU, where the model needs both cores; up to 8 beside a GPU).
-    Pose batches are made on the training device and need none."""
-    augment: str = "runtime"
-    """Pose crops: `runtime` (scale 0.7-1.4, centre shifts of 15 %: crops as the detector and tracker make them)
-    or `paper` (centred on the labels, scale 0.75-1.25)."""
-    swap_after: int = -1
-    """From this epoch, each sample's labels or their left/right mirror, whichever the model fits better by
-    `swap_margin` (-1: never)."""
-    swap_margin: float = 0.25
-    """Mirrored labels are chosen when their loss is below (1 - margin) x the labels' own."""
-    time_budget: float = 0.0
-    """Seconds of training: the schedule (epochs, drops) shrinks to what fits, timed over the first steps
-    (0: run the epochs given)."""
-    val_every: int = 1
-    """Validate every this many epochs (and after the last)."""
-    average_from: int = -1
-    """From this epoch, the weights at each epoch's end are averaged (SWA, Izmailov et al. 2018; batch-norm
-    statistics averaged with them); validation and the checkpoint's weights are the average (-1: never)."""
-    teacher: str = ""
-    """A trained pose model (a shipped name or a checkpoint) whose heatmaps of each training crop the model also
-    learns (`distill`; knowledge distillation as FPD does for hourglasses, Zhang et al. CVPR 2019): a teacher's
-    maps are soft where crowd-sourced labels are noisy, and cover the joints the labels leave out."""
-    distill: float = 0.5
-    """With a `teacher`, the loss is (1 - distill) x the labels' + distill x the teacher's (FPD's 0.5)."""
-    teacher_flip: bool = False
-    """The teacher's maps are the flip test's (its maps of the crop and of the crop mirrored, averaged): a better
-    teacher (`hg2` gains 2.2 points on LSPET with it) for a second teacher pass per batch."""
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.model not in models.PRESETS:
-            raise ValueError(f"unknown model config {self.model!r}; choose from {', '.join(models.PRESETS)}")
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
-        if self.val_every < 1:
-            raise ValueError(f"val_every must be >= 1, got {self.val_every}")
-        if self.average_from < -1:
-            raise ValueError(f"average_from must be an epoch >= 0, or -1 for none; got {self.average_from}")
-        if not 0.0 <= self.distill <= 1.0:
-            raise ValueError(f"distill must be a weight in [0, 1], got {self.distill}")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this torch build sees no GPU; use --device cpu")
-    return torch.device(name)
-
-
-def make_optimizer(name: str, params: Iterator[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)  # the paper's choice
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9)
-
-
-def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    return cfg.lr * 0.1 ** sum(epoch >= d for d in cfg.lr_drops)
-
-
-def masked_mse(outputs: list[torch.Tensor], target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """MSE summed over stacks (intermediate supervision); unlabelled joints weigh nothing."""
-    w = weight[:, :, None, None]
-    return sum((((o.float() - target) ** 2) * w).mean() for o in outputs)  # type: ignore[return-value]
-
-
-def load_teacher(name: str, student: HourglassConfig, joints: JointSet, device: torch.device) -> StackedHourglass:
-    """The teacher network (`TrainConfig.teacher`), in eval mode: a shipped model's name or a checkpoint whose
-    heatmaps have the student's joints and shape."""
-    path = models.PRESETS[name].weights(name) if name in models.PRESETS else Path(name)
-    c = ck.load(path)
-    if c.joints.name != joints.name or c.config.input_size != student.input_size or c.config.stride != student.stride:
-        raise ValueError(f"--teacher {name}: predicts {c.joints.name} at {c.config.input_size} px, stride "
-                         f"{c.config.stride}; the student needs {joints.name} at {student.input_size} px, stride "
-                         f"{student.stride}")
-    if c.config.head != "heatmaps":
-        raise ValueError(f"--teacher {name}: not a pose model")
-    # fp16 files shipped before 2026-12-06 hold an inf running variance where fp32 had > 65504 (as in `_init_from`)
-    c.state_dict = {k: ck.finite(v) if v.is_floating_point() else v for k, v in c.state_dict.items()}
-    return c.build().to(device)
-
-
-def choose_mirrored(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, flip: torch.Tensor,
-                    margin: float) -> torch.Tensor:
-    """(B,) bool: the samples whose labels mirrored left/right (the joint set's flip permutation, image
-    unchanged) the model's heatmaps fit better than their own labels, by `margin`.
-
-    Crowd-sourced labels (LSPET) swap the person's left and right in about one image in ten (Johnson &
-    Everingham 2011); training towards both sides at once blurs every limb."""
-    with torch.no_grad():
-        h = heatmaps.float()
-        own = (((h - target) ** 2) * weight[:, :, None, None]).sum((1, 2, 3))
-        other = (((h - target[:, flip]) ** 2) * weight[:, flip, None, None]).sum((1, 2, 3))
-        return other < (1 - margin) * own
 
 
 class _Stop(Exception):
@@ -242,14 +117,12 @@ class Trainer:
                 self.names = [a.image.name for a in train_set.items]
             self.samples = PoseBatches(images, joints, self.joints, crop, config.input_size, self.norm, self.augment,
                                        seed=cfg.seed, stride=config.stride, device=self.device)
-        self.teacher: StackedHourglass | None = None
+        self.teacher: Teacher | None = None
         if cfg.teacher:
             if self.detector:
                 raise ValueError("--teacher: a detector learns from its boxes only")
-            self.teacher = load_teacher(cfg.teacher, self.net.cfg, self.joints, self.device)
-            if cfg.channels_last:
-                self.teacher = self.teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self._flip = torch.tensor(self.joints.flip, device=self.device)  # left <-> right, joint by joint
+            self.teacher = Teacher(cfg.teacher, self.net.cfg, self.joints, self.device, cfg.bf16, cfg.channels_last)
+        self._flip = torch.tensor(self.joints.flip, device=self.device)  # left <-> right, for mirrored labels
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.batch)
         self._swaps: list[tuple[torch.Tensor, list[int]]] = []
 
@@ -478,19 +351,8 @@ class Trainer:
         loss = masked_mse(outputs, target, weight)
         if self.teacher is None:
             return loss
-        return (1 - self.cfg.distill) * loss + self.cfg.distill * masked_mse(outputs, self.teach(x),
-                                                                             torch.ones_like(weight))
-
-    def teach(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's heatmaps (N, K, h, w) of a batch: its last stack's, or with `teacher_flip` the flip test's
-        (mirror the mirrored crop's maps back and swap left and right, as `api.submit_heatmaps` does)."""
-        assert self.teacher is not None
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            taught = self.teacher.forward_all(x)[-1].float()
-            if self.cfg.teacher_flip:
-                mirrored = self.teacher.forward_all(x.flip(-1))[-1].float()
-                taught = 0.5 * (taught + mirrored[:, self._flip].flip(-1))
-        return taught
+        taught = self.teacher.maps(x, flip_test=self.cfg.teacher_flip)
+        return (1 - self.cfg.distill) * loss + self.cfg.distill * masked_mse(outputs, taught, torch.ones_like(weight))
 
     def _log_swaps(self, epoch: int) -> None:
         """How many samples of the epoch trained on mirrored labels, and which images."""
