@@ -38,7 +38,8 @@ class Teacher:
 
     def maps(self, x: torch.Tensor, flip_test: bool = False) -> torch.Tensor:
         """The heatmaps (N, K, h, w) of a batch: the last stack's, or with `flip_test` the flip test's (the mirrored
-        crop's maps mirrored back with left and right swapped, averaged in, as `api.submit_heatmaps` does)."""
+        crop's maps mirrored back with left and right swapped, averaged in, as `api.submit_heatmaps` does; this is
+        `decode.unflip_heatmaps` in torch, so the batch stays on the training device)."""
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             taught = self.net.forward_all(x)[-1].float()
             if flip_test:
