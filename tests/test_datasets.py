@@ -298,6 +298,11 @@ def test_open_dataset_each_format(data: Path, mpii_h5: Path, test_mpii: Path, fl
         ds = open_dataset(spec)
         assert len(ds) == n, spec
         assert len(open_dataset(ds.name)) == n  # a dataset's name opens it again
+    both = open_dataset(f"mpii:{test_mpii} + mpii:{mpii_h5.parent}@valid")  # as --calib-data and --val take two sets
+    assert len(both) == 5 + 2958 and both.items[0].image == open_dataset(f"mpii:{test_mpii}").items[0].image
+    assert len(open_dataset(both.name)) == len(both)
+    with pytest.raises(DatasetError, match="different joint sets"):
+        open_dataset(f"mpii:{test_mpii} + flic:{flic}")
     with pytest.raises(DatasetError, match="split must be"):
         open_dataset(f"mpii:{mpii_h5}@1-20")
     with pytest.raises(DatasetError, match="applies to"):

@@ -404,7 +404,9 @@ SPLIT_LOADERS: dict[str, Callable[[str, str], Dataset]] = {"mpii": load_mpii, "f
 
 def open_dataset(spec: str) -> Dataset:
     """`FORMAT:PATH[@FIRST-LAST | @SPLIT]` -> Dataset; the range (1-based, inclusive) selects LSP
-    images, SPLIT (train, valid, all) MPII or FLIC people."""
+    images, SPLIT (train, valid, all) MPII or FLIC people. `A + B` is both, one after the other."""
+    if " + " in spec:
+        return concat([open_dataset(part.strip()) for part in spec.split(" + ")])
     fmt, sep, rest = spec.partition(":")
     if not sep or fmt not in LOADERS:
         raise DatasetError(f"dataset {spec!r}: expected FORMAT:PATH with FORMAT one of {', '.join(LOADERS)}")
