@@ -41,7 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     b.add_argument("--cache", default=None, metavar="DIR",
                    help="keep engines in DIR keyed on weights, precision, versions and GPU: reuse when all "
                         "match, rebuild when anything changed")
-    b.add_argument("--calib-data", default=None, help="int8 calibration set, a dataset spec; 'A + B' joins two (default: 300 LSPET training images)")
+    b.add_argument("--calib-data", default=None,
+                   help="int8 calibration set, a dataset spec; 'A + B' joins two (default: 300 LSPET training images)")
     b.add_argument("--calib-images", type=int, default=300, help="how many people to calibrate on")
     b.add_argument("--workspace-gib", type=float, default=2.0, help="tensorrt builder workspace limit")
     b.add_argument("--timing-cache", default="engines/tensorrt.timing-cache",

@@ -24,7 +24,6 @@ from streampose.crop import (
     CropPolicy,
     DetectCrop,
     FixedCrop,
-    TrackCrop,
     parse_crop,
 )
 from streampose.detect import PERSON_MARGIN, iou
@@ -32,6 +31,7 @@ from streampose.detector import PersonDetector, open_detector
 from streampose.geometry import PIXELS_PER_SCALE
 from streampose.joints import LSP14
 from streampose.pose import Pose
+from streampose.tracking import TrackCrop
 
 Image = npt.NDArray[np.uint8]
 

@@ -18,7 +18,6 @@ from conftest import count_frames, cut, synced
 import streampose
 from streampose import people
 from streampose.backends import installed
-from streampose.crop import TrackCrop
 from streampose.detector import PersonDetector
 from streampose.preprocess import Image
 from streampose.publish import Publisher
@@ -26,6 +25,7 @@ from streampose.runtime import PoseStream, Result, Sink, StreamEvent, StreamStat
 from streampose.sinks import KeypointSink, PublishSink, VideoSink
 from streampose.sources import SourceError, open_source
 from streampose.subscriber import Subscriber
+from streampose.tracking import TrackCrop
 from streampose.wire import ControlMessage, PoseMessage
 
 

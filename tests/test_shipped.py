@@ -112,8 +112,9 @@ def test_whole_images_as_a_video_starts_and_the_paired_difference(data: Path) ->
     nothing, and against no person found by its whole score."""
     import numpy as np
 
-    from streampose.crop import CenterCrop, TrackCrop
+    from streampose.crop import CenterCrop
     from streampose.detector import open_detector
+    from streampose.tracking import TrackCrop
     from train.evaluate import paired_bootstrap, predict_full_image
 
     root = data / "lsp"
