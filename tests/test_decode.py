@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streampose import geometry as g
-from streampose.decode import decode, pose_score, quarter_peaks, taylor_peaks
+from streampose.decode import BLUR, decode, gaussian_blur, pose_score, quarter_peaks, taylor_peaks
 
 
 def gaussians(centres: np.ndarray, size: int, sigma: float, peak: float = 1.0) -> np.ndarray:
@@ -35,6 +35,33 @@ def test_taylor_with_blur_still_accurate() -> None:
     assert np.linalg.norm(taylor_peaks(hm, blur=5)[0] - centres, axis=-1).mean() <= 0.05
     with pytest.raises(ValueError, match="odd"):
         taylor_peaks(hm, blur=4)
+
+
+def test_blur_is_opencvs_map_by_map_at_any_batch() -> None:
+    """The maps go through OpenCV 128 channels at a time: the same as blurring each alone, past a chunk's end too."""
+    import cv2
+
+    hm = np.random.default_rng(5).random((10, 14, 32, 24), dtype=np.float32)  # 140 maps: two chunks
+    for kernel in (3, 5):
+        one_by_one = np.stack([cv2.GaussianBlur(m, (kernel, kernel), 0) for m in hm.reshape(-1, 32, 24)])
+        peaks = hm.reshape(-1, 32, 24).max(axis=(1, 2), keepdims=True)
+        one_by_one *= peaks / one_by_one.max(axis=(1, 2), keepdims=True)
+        np.testing.assert_allclose(gaussian_blur(hm, kernel), one_by_one.reshape(hm.shape), rtol=1e-5, atol=1e-6)
+    assert gaussian_blur(hm[:1, :1], 3).shape == (1, 1, 32, 24)
+    np.testing.assert_array_equal(gaussian_blur(np.zeros((2, 8, 8), np.float32), 3), 0.0)
+
+
+def test_decode_blurs_by_default_and_prefers_the_broad_mode_to_a_spike() -> None:
+    """A joint with two answers: a one-pixel spike a little higher than a broad peak elsewhere. Refining the raw map
+    takes the spike; `decode`'s default blur (`BLUR`) takes the broad peak, as the network's real maps want."""
+    assert BLUR % 2 == 1
+    hm = gaussians(np.array([[[20.3, 9.6]]]), 32, 1.5)
+    hm[0, 0, 24, 6] = 1.05
+    identity = np.eye(2, 3)[None]  # frame = crop; a heatmap pixel j is crop pixel 4j + 1.5 (stride 4)
+    blurred, raw = decode(hm, identity), decode(hm, identity, blur=0)
+    np.testing.assert_allclose((raw[0, 0, :2] - 1.5) / 4, [6, 24], atol=0.01)
+    np.testing.assert_allclose((blurred[0, 0, :2] - 1.5) / 4, [20.3, 9.6], atol=0.1)
+    assert blurred[0, 0, 2] == raw[0, 0, 2] == 1.0  # the confidence is the raw map's height (1.05), clipped
 
 
 def test_noisy_heatmaps_do_not_produce_wild_offsets() -> None:
