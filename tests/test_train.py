@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from streampose import checkpoint as ck
+from streampose import decode
 from streampose.preprocess import Normalization
 from train.config import TrainConfig, learning_rate
 from train.data import Augment, CropCache, PoseBatches, gaussian_targets
@@ -253,7 +254,7 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from train.ship import ship
+    from train.ship import revalidate, ship
 
     exe = str(Path(sys.executable).parent / "streampose")
     run = tmp_path / "run"
@@ -279,6 +280,13 @@ def test_cli_train_resume_eval_and_ship(lspet: Path, tmp_path: Path) -> None:
     assert all(v.dtype == torch.float16 for v in shipped.state_dict.values() if v.is_floating_point())
     assert card["weights"]["dtype"] == "float16"  # nothing beyond fp16's range in a tiny run
     assert not shipped.extra  # no optimizer state in shipped weights
+    assert card["validated_with"]["decode_blur"] == decode.BLUR
+    # after a change to the decoding, the card's figures are measured again and the rest of the card kept
+    path = tmp_path / "hg2-lite.json"
+    path.write_text(json.dumps({**card, "validation": {"plain": {"limbs": -1.0}}, "engines": {"openvino-int8": {}}}))
+    again = revalidate("hg2-lite", dest=tmp_path)
+    assert again["validation"] == card["validation"] and again["engines"] == {"openvino-int8": {}}
+    assert json.loads(path.read_text()) == again and again["training"] == json.loads(json.dumps(card["training"]))
     # a second phase started from the first (as hg2: 128 px, then 256 px): its card keeps the first's record
     second = [*common[:-4], "--out", str(tmp_path / "run2"), "--cache-dir", str(tmp_path / "cache")]
     r = subprocess.run([exe, "train", *second, "--max-steps", "1", "--init", str(run / "last.pt"),

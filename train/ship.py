@@ -1,6 +1,7 @@
 """Turn a finished training run into a shipped model: fp16 weights plus a model card.
 
     python -m train.ship runs/hg2-lite --name hg2-lite --command "streampose train ..."
+    python -m train.ship --revalidate hg2      # the card's figures again, after a change to the decoding
 
 Writes streampose/models/NAME.pt (no optimizer state, fp16) and NAME.json: the config, joint set,
 data, steps, training time, validation metrics (with and without flip test, measured here on the
@@ -61,20 +62,6 @@ def ship(run: Path, name: str, commands: list[str], val_spec: str | None = None,
 def _card(src: ck.Checkpoint, shipped: ck.Checkpoint, weights: Path, name: str, commands: list[str],
           vals: list[Dataset], val_spec: str, machine: str | None) -> dict[str, Any]:
     """The model card, with the validation figures measured on the shipped (fp16) weights."""
-    metrics: dict[str, Any] = {}
-    with create("torch", shipped) as backend:
-        if src.config.head == "centernet":  # a detector: recall on whole images and on composites of small people
-            detector = PersonDetector(backend)
-            for val in vals:
-                metrics[val.name] = {"top1": top1(detector, val).to_dict(),
-                                     "composites": composites(detector, val).to_dict()}
-        else:  # the first set as "plain" / "flip", each further one under its name
-            for i, val in enumerate(vals):
-                reps = {("flip" if f else "plain"): score(backend, val, flip=f).to_dict() for f in (False, True)}
-                if i == 0:
-                    metrics.update(reps)
-                else:
-                    metrics[val.name] = reps
     return {
         "name": name,
         "summary": models.PRESETS[name].summary if name in models.PRESETS else "",
@@ -90,9 +77,53 @@ def _card(src: ck.Checkpoint, shipped: ck.Checkpoint, weights: Path, name: str, 
         "training": _training(src.metadata, machine or src.metadata.get("machine")
                               or f"{cpu()['model']}, {cpu()['cores']} cores, torch {torch.__version__}",
                               src.extra.get("log", [])),
-        "validation": metrics,
+        "validation": _validation(shipped, vals),
+        "validated_with": _validated_with(),
         "commands": commands,
     }
+
+
+def _validation(shipped: ck.Checkpoint, vals: list[Dataset]) -> dict[str, Any]:
+    """A card's validation block, measured on the shipped weights: a detector's recall on whole images and on
+    composites of small people; a pose model's PCK, the first set as "plain" / "flip", each further one under its
+    name."""
+    metrics: dict[str, Any] = {}
+    with create("torch", shipped) as backend:
+        if shipped.config.head == "centernet":
+            detector = PersonDetector(backend)
+            for val in vals:
+                metrics[val.name] = {"top1": top1(detector, val).to_dict(),
+                                     "composites": composites(detector, val).to_dict()}
+        else:
+            for i, val in enumerate(vals):
+                reps = {("flip" if f else "plain"): score(backend, val, flip=f).to_dict() for f in (False, True)}
+                if i == 0:
+                    metrics.update(reps)
+                else:
+                    metrics[val.name] = reps
+    return metrics
+
+
+def _validated_with() -> dict[str, Any]:
+    """What the card's figures depend on beyond the weights: the decoding (`decode.BLUR`) and the version."""
+    from streampose import __version__
+    from streampose.decode import BLUR
+
+    return {"streampose": __version__, "decode_blur": BLUR}
+
+
+def revalidate(name: str, dest: Path = models.HERE) -> dict[str, Any]:
+    """Measure a shipped model's card figures again, on its own validation sets, after what they depend on beyond
+    the weights changed (the decoding); the rest of the card (training, commands, engines) is kept."""
+    path = dest / f"{name}.json"
+    card: dict[str, Any] = json.loads(path.read_text())
+    shipped = ck.load(dest / card["weights"]["file"])
+    vals = [open_dataset(v) for v in card["data"]["validation"].split(" + ")]
+    card = {**card, "validation": _validation(shipped, vals), "validated_with": _validated_with()}
+    staged = path.with_suffix(".json.tmp")
+    staged.write_text(json.dumps(card, indent=1) + "\n")
+    os.replace(staged, path)
+    return card
 
 
 def _dtypes(shipped: ck.Checkpoint) -> str:
@@ -139,7 +170,10 @@ def _training(meta: dict[str, Any], machine: str | None, log: list[dict[str, Any
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="training run folder holding last.pt")
+    ap.add_argument("run", type=Path, nargs="?", help="training run folder holding last.pt")
+    ap.add_argument("--revalidate", metavar="NAME", default=None,
+                    help="instead of shipping, measure the shipped model NAME's card figures again (after a change "
+                         "to the decoding), keeping the rest of its card")
     ap.add_argument("--name", default=None, help="model name, e.g. hg2-lite")
     ap.add_argument("--compact", type=Path, default=None, metavar="FILE",
                     help="instead of shipping, write the run's fp16 weights, metadata and log (no optimizer) to FILE")
@@ -150,12 +184,20 @@ def main() -> None:
     ap.add_argument("--machine", default=None,
                     help="where it trained (default: as recorded in the checkpoint, else this machine)")
     args = ap.parse_args()
+    if args.revalidate:
+        _report(revalidate(args.revalidate))
+        return
+    if args.run is None:
+        ap.error("name a training run folder (or --revalidate NAME)")
     if args.compact:
         print(f"wrote {compact(args.run, args.compact)}")
         return
     if not args.name:
         ap.error("--name is required to ship")
-    card = ship(args.run, args.name, args.command, args.val, machine=args.machine, input_size=args.input_size)
+    _report(ship(args.run, args.name, args.command, args.val, machine=args.machine, input_size=args.input_size))
+
+
+def _report(card: dict[str, Any]) -> None:
     for kind, rep in card["validation"].items():
         if "top1" in rep:
             print(f"{kind}: top-1 recall {100 * rep['top1']['recall']:.1f} %, composites recall "
