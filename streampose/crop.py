@@ -166,7 +166,7 @@ def confident(keypoints: Keypoints, min_conf: float, min_joints: int) -> F64 | N
 
 
 def person_crop(xy: F64, margin: float) -> Crop:
-    """The crop `margin` x the extent of a confident pose's joints (from `_confident`)."""
+    """The crop `margin` x the extent of a confident pose's joints (from `confident`)."""
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
     center, scale = box_to_center_scale([x0, y0, x1 - x0 + 1.0, y1 - y0 + 1.0], margin)
     return Crop(center, float(scale))
