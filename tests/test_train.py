@@ -385,3 +385,13 @@ def test_eval_scores_mpii_with_pckh(data: Path, tmp_path: Path) -> None:
     r = subprocess.run([exe, "eval", str(model), "--data", f"lsp:{data / 'lspet'}@8501-8502"], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 1 and "predicts MPII16 joints but LSP14 was requested" in r.stderr
+
+
+def test_revalidate_of_an_unknown_model_is_a_one_line_error() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "train.ship", "--revalidate", "no-such-model"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "no shipped model card" in r.stderr and "hg2-lite" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -185,6 +185,9 @@ def main() -> None:
                     help="where it trained (default: as recorded in the checkpoint, else this machine)")
     args = ap.parse_args()
     if args.revalidate:
+        if not (models.HERE / f"{args.revalidate}.json").is_file():
+            shipped = sorted(p.stem for p in models.HERE.glob("*.pt"))
+            ap.error(f"--revalidate {args.revalidate}: no shipped model card of that name; one of {', '.join(shipped)}")
         _report(revalidate(args.revalidate))
         return
     if args.run is None:
