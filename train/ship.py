@@ -186,8 +186,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.revalidate:
         if not (models.HERE / f"{args.revalidate}.json").is_file():
-            shipped = sorted(p.stem for p in models.HERE.glob("*.pt"))
-            ap.error(f"--revalidate {args.revalidate}: no shipped model card of that name; one of {', '.join(shipped)}")
+            ap.error(f"--revalidate {args.revalidate}: no shipped model card of that name; one of "
+                     f"{', '.join(models.shipped())}")
         _report(revalidate(args.revalidate))
         return
     if args.run is None:
