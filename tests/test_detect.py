@@ -3,6 +3,8 @@ box overlap and matching, the person-box margin and the pose crop it gives; the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +21,7 @@ from streampose.detect import (
     person_box,
     pose_crop,
 )
+from streampose.joints import LSP14
 from streampose.model import HourglassConfig, StackedHourglass
 from train.detect_data import DetectAugment, centernet_loss, centernet_targets, split_cells
 
@@ -156,3 +159,33 @@ def test_where_people_overlap_the_smaller_ones_size_is_trained() -> None:
         assert np.exp(target[2, cy, cx]) * 4 == pytest.approx(60.0, abs=1e-3)
         assert 1.5 < weight[1].sum() < 2.0  # the child's core in full, the adult's around it
         assert np.exp(target[2][weight[1] > 0]).max() * 4 == pytest.approx(200.0, abs=1e-3)
+
+
+def test_top1_recall_also_over_people_labelled_whole(tmp_path: Path) -> None:
+    """A detector that boxes the whole person misses where the labels leave the legs out (their box covers the
+    labelled joints only): the report says so apart, as recall over the fully labelled people."""
+    import cv2
+
+    from train.datasets import Annotation, Dataset
+    from train.detect_data import annotation_box, labelled
+    from train.detect_eval import top1
+
+    ys = np.linspace(20, 180, 14)  # a standing figure, joints from head (top) to ankles (bottom)
+    whole = np.stack([np.full(14, 100.0), ys[::-1], np.ones(14)], axis=1).astype(np.float32)
+    legs_out = whole.copy()
+    legs_out[:6, :2] = -1.0  # LSP order: the six leg joints first, unlabelled
+    items = []
+    for i, joints in enumerate((whole, legs_out)):
+        path = tmp_path / f"im{i}.jpg"
+        cv2.imwrite(str(path), np.zeros((200, 200, 3), np.uint8))
+        items.append(Annotation(path, joints, (100.0, 100.0), 1.0))
+    assert labelled(items[0]).all() and labelled(items[1]).sum() == 8
+    data = Dataset("two", LSP14, items)
+    box = annotation_box(items[0], 200, 200)
+
+    def whole_person(image: np.ndarray) -> np.ndarray:
+        return np.array([[*box, 0.9]], np.float32)
+
+    rep = top1(whole_person, data, progress=False)  # type: ignore[arg-type]
+    assert (rep.images, rep.recall, rep.complete, rep.complete_recall) == (2, 0.5, 1, 1.0)
+    assert "100.0 % on the 1 whose person has every joint labelled" in rep.line()

@@ -2,6 +2,7 @@
 
     python tools/folder_speed.py                     # 500 LSPET validation images, default model and backend
     python tools/folder_speed.py --images 200 --people 2 --rounds 3
+    python tools/folder_speed.py --versus OLD.pt      # also the runtime with another person detector, same run
 
 Links the images into a temporary folder and times, in one run: the runtime alone (`PoseStream` over the
 folder with the models already open, from the first image read to the last result: images/s), the same with
@@ -9,7 +10,7 @@ one look per person (`--no-refine`), with both second looks also where they near
 off), with no candidate beyond the people asked for (`--candidates 0`), with
 the detector run on one image at a time (`runtime.SCENES_AT_ONCE` = 1, as before images waiting were detected
 together), with the pose model in the precision `auto` did not choose (bf16 or int8: `openvino_backend.fastest`),
-and the whole command (`streampose run FOLDER --publish none --keypoints
+with another detector (`--versus`), and the whole command (`streampose run FOLDER --publish none --keypoints
 k.jsonl`, start-up and model loading included) and the same on the folder's first image alone (start-up), each
 a median of `--rounds`.
 """
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--model", default=models.DEFAULT, help="pose model (default: %(default)s)")
+    ap.add_argument("--detector", default=models.DETECTOR, help="person detector (default: %(default)s)")
+    ap.add_argument("--versus", default="", metavar="DETECTOR",
+                    help="also time the runtime with this detector (name, checkpoint or engine), interleaved")
     args = ap.parse_args(argv)
     src = DATA / "lspet" / "images"
     if not src.is_dir():
@@ -63,21 +67,26 @@ def main(argv: list[str] | None = None) -> int:
         at_once, same_look = runtime.SCENES_AT_ONCE, crop.SAME_LOOK
         whole: list[float] = []
         with PoseEstimator(args.model, backend=args.backend, jobs=0) as est, \
-                open_detector(backend=args.backend) as det, ExitStack() as other:
+                open_detector(args.detector, backend=args.backend) as det, ExitStack() as other:
             used = (f"{est.backend.info.name} {est.backend.info.precision}; detector {det.backend.info.name} "
                     f"{det.backend.info.precision}")
             estimators = {what: est for what in variants}
+            detectors = {what: det for what in variants}
+            if args.versus:
+                versus = other.enter_context(open_detector(args.versus, backend=args.backend))
+                what = f"  detector {args.versus} ({versus.backend.info.precision})"
+                variants[what], estimators[what], detectors[what], inner[what] = {}, est, versus, []
             if (alternative := _alternative(args.model, args.backend, est.backend.info.precision)) is not None:
                 what = f"  pose model in {alternative.info.precision}"
                 variants[what] = {}
                 estimators[what] = other.enter_context(PoseEstimator(backend=alternative))
-                inner[what] = []
+                detectors[what], inner[what] = det, []
             for r in range(args.rounds + 1):  # the first pass warms both models up
                 for what, options in variants.items():  # interleaved: all see the same machine
                     runtime.SCENES_AT_ONCE = 1 if "1 image a call" in what else at_once
                     crop.SAME_LOOK = 1.01 if "coincide" in what else same_look
-                    with PoseStream(str(folder), estimator=estimators[what], detector=det, people=args.people,
-                                    **options) as stream:
+                    with PoseStream(str(folder), estimator=estimators[what], detector=detectors[what],
+                                    people=args.people, **options) as stream:
                         t0 = time.perf_counter()
                         n = sum(1 for _ in stream)
                         if r:
@@ -89,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in (folder, folder / "im08501.jpg"):
                 t0 = time.perf_counter()
                 subprocess.run([str(exe), "run", str(path), "--publish", "none", "--people", str(args.people),
-                                "--backend", args.backend, "--model", args.model, "--keypoints",
-                                str(Path(tmp) / "k.jsonl")], check=True, capture_output=True)
+                                "--backend", args.backend, "--model", args.model, "--detector", args.detector,
+                                "--keypoints", str(Path(tmp) / "k.jsonl")], check=True, capture_output=True)
                 (whole if path == folder else start).append(time.perf_counter() - t0)
     print(f"{args.images} full images, --people {args.people}, {args.model}: {used}")
     for what, rates in [*inner.items(), ("whole command", [args.images / t for t in whole])]:

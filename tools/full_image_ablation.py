@@ -4,13 +4,15 @@ paired difference: what an ablation row of the README says, with its interval.
     python tools/full_image_ablation.py --variants track+detect:0 track+detect:1
     python tools/full_image_ablation.py --variants detect:0 auto:0 auto:1 --model hg2
     python tools/full_image_ablation.py --variants auto --model hg2-lite runs/new/last.pt   # new weights, paired
+    python tools/full_image_ablation.py --variants auto --detector person-det runs/det/last.pt   # a new detector
 
 A variant is CROP[:CANDIDATES], as `streampose eval --full-image --crop CROP --candidates N` takes them (auto: the
 detector, candidates and second looks, as `streampose run` on images; track+detect: a video's first frame, the
 tracker's detection and one look; detect: auto with one look; center: the paper's centred crop). Prints PCK@0.2
 limbs of each on LSPET 8501-9000 and LSP 901-1000 and each variant's difference from the first with its 95 %
 paired bootstrap interval (`train.evaluate.paired_bootstrap`); with several `--model`s, every model in every
-variant, each against the first model's first variant. Torch fp32 by default, as the README's figures.
+variant, each against the first model's first variant; with several `--detector`s, the same for each detector,
+against the first detector's first row. Torch fp32 by default, as the README's figures.
 """
 
 from __future__ import annotations
@@ -45,26 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", type=variant, required=True, metavar="CROP[:N]")
     ap.add_argument("--model", nargs="+", default=[models.DEFAULT],
                     help="pose models, names or checkpoints (default: %(default)s)")
+    ap.add_argument("--detector", nargs="+", default=[models.DETECTOR],
+                    help="person detectors, names or checkpoints (default: %(default)s)")
     ap.add_argument("--backend", default="torch", help="(default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=2000, help="bootstrap resamplings (default: %(default)s)")
     args = ap.parse_args(argv)
     if not (DATA / "lspet").is_dir() or not (DATA / "lsp").is_dir():
         print(f"full_image_ablation: {DATA}/lspet and lsp not found; set STREAMPOSE_DATA", file=sys.stderr)
         return 1
-    names = [f"{model} {crop}:{n}" if len(args.model) > 1 else f"{crop}:{n}"
-             for model in args.model for crop, n in args.variants]
+    names = [" ".join([*([d] if len(args.detector) > 1 else []), *([m] if len(args.model) > 1 else []), f"{c}:{n}"])
+             for d in args.detector for m in args.model for c, n in args.variants]
     with contextlib.ExitStack() as stack:
-        det = stack.enter_context(open_detector(backend=args.backend))
+        dets = [stack.enter_context(open_detector(d, backend=args.backend)) for d in args.detector]
         estimators = [stack.enter_context(PoseEstimator(m, backend=args.backend)) for m in args.model]
         used = f"{estimators[0].backend.info.name} {estimators[0].backend.info.precision}"
         for split in SPLITS:
             data = open_dataset(f"lsp:{DATA / split}")
             preds = []
-            for est in estimators:
-                for crop, n in args.variants:
+            for det in dets:
+                for est, (crop, n) in ((e, v) for e in estimators for v in args.variants):
                     policy = parse_crop(crop).policy(True, det, refine=crop != "detect", candidates=n)
                     preds.append(predict_full_image(est, data, policy=policy)[0])
-            print(f"{', '.join(args.model)} ({used}) on {split}, PCK@0.2 limbs of the whole image")
+            print(f"{', '.join(args.model)} with {', '.join(args.detector)} ({used}) on {split}, PCK@0.2 limbs of "
+                  "the whole image")
             first = preds[0]
             for name, pred in zip(names, preds, strict=True):
                 line = f"  {name:<{max(16, *map(len, names))}} {100 * lsp_pck(pred, data).limbs:5.1f} %"

@@ -62,11 +62,17 @@ class DetectAugment:
     blur_prob: float = 0.2
 
 
-def annotation_box(a: Annotation, width: int, height: int) -> F64:
-    """The person box of an annotation, from every joint with coordinates (LSP labels occluded joints too;
-    loaders move MATLAB's 1-based coordinates, 0 for missing, by -1); the whole image if none has any."""
+def labelled(a: Annotation) -> npt.NDArray[np.bool_]:
+    """Which joints have coordinates (LSP labels occluded joints too; loaders move MATLAB's 1-based
+    coordinates, 0 for missing, by -1; a pack stores missing ones as NaN)."""
     j = a.joints
-    box = person_box(j[(j[:, 0] > -1) & (j[:, 1] > -1), :2], (width, height))
+    return np.asarray((j[:, 0] > -1) & (j[:, 1] > -1))
+
+
+def annotation_box(a: Annotation, width: int, height: int) -> F64:
+    """The person box of an annotation, from every joint with coordinates (`labelled`); the whole image if none
+    has any."""
+    box = person_box(a.joints[labelled(a), :2], (width, height))
     return box if box is not None else np.array([0.0, 0.0, float(width), float(height)])
 
 
