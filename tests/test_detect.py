@@ -166,8 +166,8 @@ def test_top1_recall_also_over_people_labelled_whole(tmp_path: Path) -> None:
     labelled joints only): the report says so apart, as recall over the fully labelled people."""
     import cv2
 
-    from train.datasets import Annotation, Dataset
-    from train.detect_data import annotation_box, labelled
+    from train.datasets import Annotation, Dataset, labelled
+    from train.detect_data import annotation_box
     from train.detect_eval import top1
 
     ys = np.linspace(20, 180, 14)  # a standing figure, joints from head (top) to ankles (bottom)

@@ -57,6 +57,13 @@ class Annotation:
     """PCKh reference length in pixels (0.6 x head-box diagonal), where the format has one."""
 
 
+def labelled(a: Annotation) -> npt.NDArray[np.bool_]:
+    """Which joints have coordinates (LSP labels occluded joints too; loaders move MATLAB's 1-based
+    coordinates, 0 for missing, by -1; a pack stores missing ones as NaN)."""
+    j = a.joints
+    return np.asarray((j[:, 0] > -1) & (j[:, 1] > -1))
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str

@@ -33,7 +33,7 @@ from streampose import geometry as g
 from streampose.detect import person_box
 from streampose.preprocess import Normalization
 from streampose.sources import read_image
-from train.datasets import Annotation, Dataset
+from train.datasets import Annotation, Dataset, labelled
 from train.pack import Pack
 
 F32 = npt.NDArray[np.float32]
@@ -60,13 +60,6 @@ class DetectAugment:
     color: float = 0.25
     gray_prob: float = 0.1
     blur_prob: float = 0.2
-
-
-def labelled(a: Annotation) -> npt.NDArray[np.bool_]:
-    """Which joints have coordinates (LSP labels occluded joints too; loaders move MATLAB's 1-based
-    coordinates, 0 for missing, by -1; a pack stores missing ones as NaN)."""
-    j = a.joints
-    return np.asarray((j[:, 0] > -1) & (j[:, 1] > -1))
 
 
 def annotation_box(a: Annotation, width: int, height: int) -> F64:

@@ -15,8 +15,8 @@ from tqdm import tqdm
 from streampose.detect import iou
 from streampose.detector import PersonDetector
 from streampose.sources import read_image
-from train.datasets import Dataset
-from train.detect_data import annotation_box, labelled
+from train.datasets import Dataset, labelled
+from train.detect_data import annotation_box
 
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from streampose import geometry as g
 from streampose.joints import JointSet, get_joint_set
 from streampose.sources import read_image
-from train.datasets import Annotation, Dataset, DatasetError, center_scale_from_joints
+from train.datasets import Annotation, Dataset, DatasetError, center_scale_from_joints, labelled
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -49,7 +49,7 @@ def crop_person(a: Annotation, side: int, context: float) -> tuple[U8, F32]:
     the joint has no coordinates)."""
     m = g.crop_transform(a.center, a.scale * context, side)
     j = a.joints.astype(np.float64)
-    has = (j[:, 0] > -1) & (j[:, 1] > -1)  # loaders put missing LSPET joints at <= -1
+    has = labelled(a)
     out = np.full(j.shape, np.nan, np.float32)
     out[has, :2] = g.transform_points(m, j[has, :2])
     out[:, 2] = np.where(has, j[:, 2], 0)
@@ -65,7 +65,7 @@ def shrink_frame(a: Annotation, side: int) -> tuple[U8, F32]:
         size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
         image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
     j = a.joints.astype(np.float64)
-    has = (j[:, 0] > -1) & (j[:, 1] > -1)
+    has = labelled(a)
     out = np.full(j.shape, np.nan, np.float32)
     out[has, :2] = (j[has, :2] + 0.5) * s - 0.5  # pixel centres at integers, before and after
     out[:, 2] = np.where(has, j[:, 2], 0)
