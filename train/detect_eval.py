@@ -37,8 +37,8 @@ class DetectReport:
     complete: int = 0
     """Images whose person has every joint labelled: the others' box covers only the labelled joints (LSPET
     leaves joints out of frame or hidden unlabelled), so a detector boxing the whole person misses it there."""
-    complete_recall: float = float("nan")
-    """Top-1 recall over those images alone."""
+    complete_recall: float | None = None
+    """Top-1 recall over those images alone (None without any: JSON has no NaN)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +46,7 @@ class DetectReport:
     def line(self) -> str:
         text = (f"{self.data}: top-1 recall@{IOU} {100 * self.recall:.1f} %, found {100 * self.found:.1f} %, "
                 f"mean IoU {self.mean_iou:.3f} ({self.images} images, {self.ms_per_frame:.1f} ms/frame)")
-        if 0 < self.complete < self.images:
+        if self.complete_recall is not None and self.complete < self.images:
             text += (f"; {100 * self.complete_recall:.1f} % on the {self.complete} whose person has every joint "
                      "labelled")
         return text
@@ -70,7 +70,7 @@ def top1(detector: PersonDetector, data: Dataset, progress: bool = True) -> Dete
             complete_hits += v >= IOU
     n = max(len(data.items), 1)
     return DetectReport(data.name, len(data.items), hits / n, found / n, float(np.mean(ious)) if ious else 0.0,
-                        1000 * seconds / n, complete, complete_hits / complete if complete else float("nan"))
+                        1000 * seconds / n, complete, complete_hits / complete if complete else None)
 
 
 @dataclass(frozen=True)
