@@ -32,6 +32,7 @@ from streampose import backends, crop, models, runtime
 from streampose.api import PoseEstimator, cpu_engines
 from streampose.backends import Backend
 from streampose.backends.openvino_backend import cpu_supports
+from streampose.checkpoint import CheckpointError
 from streampose.detector import open_detector
 from streampose.runtime import PoseStream
 
@@ -119,4 +120,8 @@ def _alternative(model: str, backend: str, chosen: str) -> Backend | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (CheckpointError, ValueError) as e:  # a model or detector that cannot be opened: say which, and stop
+        print(f"folder_speed: {e}", file=sys.stderr)
+        sys.exit(1)

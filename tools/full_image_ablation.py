@@ -25,6 +25,7 @@ from pathlib import Path
 
 from streampose import models
 from streampose.api import PoseEstimator
+from streampose.checkpoint import CheckpointError
 from streampose.crop import CANDIDATES, KINDS, parse_crop
 from streampose.detector import open_detector
 from train.datasets import open_dataset
@@ -81,4 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (CheckpointError, ValueError) as e:  # a model or detector that cannot be opened: say which, and stop
+        print(f"full_image_ablation: {e}", file=sys.stderr)
+        sys.exit(1)
