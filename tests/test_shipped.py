@@ -133,6 +133,32 @@ def test_whole_images_as_a_video_starts_and_the_paired_difference(data: Path) ->
     assert paired_bootstrap(tracked, nobody, val, rounds=50)[0] == pytest.approx(-lsp_pck(tracked, val).limbs)
 
 
+def test_ablation_tool_pairs_both_protocols(data: Path) -> None:
+    """`tools/full_image_ablation.py --variants given auto`: the crop-given and the whole-image protocol of the same
+    model on the same images, the second with its paired interval, on both splits; a bad variant is one line."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    if not (data / "lsp" / "joints.mat").is_file() or not (data / "lspet" / "joints.mat").is_file():
+        pytest.skip(f"lsp and lspet missing from {data}")
+    tool = [sys.executable, str(Path(__file__).parents[1] / "tools" / "full_image_ablation.py")]
+    env = {**os.environ, "STREAMPOSE_DATA": str(data)}
+    out = subprocess.run([*tool, "--variants", "given", "auto", "--limit", "12", "--rounds", "200"], env=env,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "on lspet@8501-8512" in out and "on lsp@901-912" in out, out
+    given = [float(v) for v in re.findall(r"^  given +([\d.]+) %$", out, re.M)]
+    num = r"([-+][\d.]+)"
+    paired = re.findall(rf"^  auto:1 +([\d.]+) % +{num} \({num}\.\.{num}, paired 95 %\)$", out, re.M)
+    assert len(given) == len(paired) == 2, out
+    for crop, (full, d, lo, hi) in zip(given, paired, strict=True):
+        assert 0 < crop <= 100 and 0 <= float(full) <= 100
+        assert float(d) == pytest.approx(float(full) - crop, abs=0.11) and float(lo) <= float(d) <= float(hi)
+    bad = subprocess.run([*tool, "--variants", "given:2"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "a variant is given, or CROP[:CANDIDATES]" in bad.stderr
+
+
 def test_shipped_int8_engine_is_built_from_the_shipped_weights_and_scores_as_they_do(data: Path) -> None:
     """The default model's int8 engine (what `auto` runs where int8 is faster) must come from the weights beside
     it, with its files intact, and score within a point or two of them: CI fails when new weights ship without
