@@ -77,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         used = f"{estimators[0].backend.info.name} {estimators[0].backend.info.precision}"
         for split in (first_images(s, args.limit) for s in SPLITS):
             data = open_dataset(f"lsp:{DATA / split}")
+            # the labels' crop finds no one: once per model, whichever detector its row is under
+            given = ({id(e): predict(e.backend, data, progress=False) for e in estimators}
+                     if any(c == GIVEN for c, _ in args.variants) else {})
             preds = []
-            given = {}  # per model: the same whichever detector
             for det in dets:
                 for est, (crop, n) in ((e, v) for e in estimators for v in args.variants):
                     if crop == GIVEN:
-                        if id(est) not in given:
-                            given[id(est)] = predict(est.backend, data, progress=False)
                         preds.append(given[id(est)])
                         continue
                     policy = parse_crop(crop).policy(True, det, refine=crop != "detect", candidates=n)
